@@ -1,0 +1,29 @@
+//! relman's custom resources (group `relman.io`, version `v1alpha1`). Types only: no I/O.
+
+pub mod approval;
+pub mod calendar;
+pub mod release;
+mod schema;
+
+pub use approval::{Decision, ReleaseApproval, ReleaseApprovalSpec};
+pub use calendar::{ReleaseCalendar, ReleaseCalendarSpec, ReleaseCalendarStatus};
+pub use release::{Release, ReleaseSpec, ReleaseStatus, ReleaseType};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The API group of every relman resource.
+pub const GROUP: &str = "relman.io";
+
+/// Every CustomResourceDefinition relman serves, in a stable order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        Release::crd(),
+        ReleaseApproval::crd(),
+        ReleaseCalendar::crd(),
+    ]
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests;

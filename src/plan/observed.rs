@@ -1,0 +1,619 @@
+//! What the observe step gathers for one reconcile, as plain data: the planner's only input.
+//!
+//! Nothing here does I/O. The `from_*` constructors turn objects read from the API server into
+//! the planner's view of them, so the observe layer and the tests share one interpretation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+
+use super::time::from_k8s_time;
+use crate::api::release::RequirementStatus;
+use crate::api::{Decision, Release, ReleaseApproval};
+
+/// The annotation the Deployment controller keeps the current revision in.
+pub const ANNOTATION_REVISION: &str = "deployment.kubernetes.io/revision";
+/// The annotation relman sets on a Deployment whose revision passed a stage's checks; the
+/// value names the release (`<namespace>/<name>@<version>`).
+pub const ANNOTATION_KNOWN_GOOD_RELEASE: &str = "relman.io/known-good-release";
+/// The annotation relman sets next to [`ANNOTATION_KNOWN_GOOD_RELEASE`]: the revision that
+/// passed.
+pub const ANNOTATION_KNOWN_GOOD_REVISION: &str = "relman.io/known-good-revision";
+
+/// Everything the planner may look at for one Release at one moment.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// The Release: its spec, `metadata.generation`, and the status as last written.
+    pub release: Release,
+    /// The Deployments of every stage that exist. A Deployment the spec names but that is not
+    /// listed here does not exist.
+    pub deployments: Vec<ObservedDeployment>,
+    /// The Jobs labelled with this release (`relman.io/release`), in every stage namespace.
+    /// The planner finds the backup and smoke-test Jobs of the current attempt by name.
+    pub jobs: Vec<ObservedJob>,
+    /// The ReleaseApprovals that name this Release (any version; the planner filters).
+    pub approvals: Vec<ObservedApproval>,
+    /// The gates other parts of relman compute: requirements and the deployment window.
+    pub gates: Gates,
+    /// Tunables.
+    pub config: PlanConfig,
+    /// The time of this reconcile.
+    pub now: DateTime<Utc>,
+}
+
+impl Observed {
+    /// The observed Deployment `namespace/name`, if it exists.
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<&ObservedDeployment> {
+        self.deployments
+            .iter()
+            .find(|d| d.namespace == namespace && d.name == name)
+    }
+
+    /// The observed Job `namespace/name`, if it exists.
+    pub fn job(&self, namespace: &str, name: &str) -> Option<&ObservedJob> {
+        self.jobs
+            .iter()
+            .find(|j| j.namespace == namespace && j.name == name)
+    }
+}
+
+/// Tunables of the planner, with defaults that suit most clusters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanConfig {
+    /// How long a pod may stay unable to start (image pull errors, crash loops, unschedulable)
+    /// before the check it belongs to counts as failed.
+    pub pod_problem_grace: Duration,
+    /// The rollout timeout of a stage that does not set `rolloutTimeout`.
+    pub default_rollout_timeout: Duration,
+    /// The timeout of a backup or smoke-test Job that does not set `timeout`.
+    pub default_job_timeout: Duration,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            pod_problem_grace: Duration::from_secs(120),
+            default_rollout_timeout: Duration::from_secs(600),
+            default_job_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One Deployment as observed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedDeployment {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `spec.template`: what it runs now.
+    pub template: PodTemplateSpec,
+    /// The `deployment.kubernetes.io/revision` annotation.
+    pub revision: Option<String>,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// `status.observedGeneration`.
+    pub observed_generation: i64,
+    /// `spec.replicas` (1 when unset).
+    pub desired_replicas: i32,
+    /// `status.replicas`: pods of every ReplicaSet, old and new.
+    pub replicas: i32,
+    /// `status.updatedReplicas`: pods of the newest ReplicaSet.
+    pub updated_replicas: i32,
+    /// `status.readyReplicas`.
+    pub ready_replicas: i32,
+    /// `status.availableReplicas`.
+    pub available_replicas: i32,
+    /// `status.unavailableReplicas`.
+    pub unavailable_replicas: i32,
+    /// `status.conditions` (Progressing with reason ProgressDeadlineExceeded means the rollout
+    /// failed).
+    pub conditions: Vec<DeploymentCondition>,
+    /// The value of the [`ANNOTATION_KNOWN_GOOD_RELEASE`] annotation.
+    pub known_good_release: Option<String>,
+    /// Problems of the pods of the newest ReplicaSet (the one rolling out).
+    pub pod_problems: Vec<PodProblem>,
+}
+
+impl ObservedDeployment {
+    /// The planner's view of a Deployment read from the API server, with the problems of the
+    /// pods of its newest ReplicaSet (see [`pod_problems`]).
+    pub fn from_deployment(deployment: &Deployment, pod_problems: Vec<PodProblem>) -> Self {
+        let meta = &deployment.metadata;
+        let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+        let spec = &deployment.spec;
+        let status = deployment.status.as_ref();
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            template: spec.template.clone(),
+            revision: annotation(ANNOTATION_REVISION),
+            generation: meta.generation.unwrap_or_default(),
+            observed_generation: status
+                .and_then(|s| s.observed_generation)
+                .unwrap_or_default(),
+            desired_replicas: spec.replicas.unwrap_or(1),
+            replicas: status.and_then(|s| s.replicas).unwrap_or_default(),
+            updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or_default(),
+            ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or_default(),
+            available_replicas: status
+                .and_then(|s| s.available_replicas)
+                .unwrap_or_default(),
+            unavailable_replicas: status
+                .and_then(|s| s.unavailable_replicas)
+                .unwrap_or_default(),
+            conditions: status
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default(),
+            known_good_release: annotation(ANNOTATION_KNOWN_GOOD_RELEASE),
+            pod_problems,
+        }
+    }
+}
+
+/// One Job relman created, as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedJob {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Running, succeeded or failed.
+    pub state: JobState,
+    /// Problems of its pods.
+    pub pod_problems: Vec<PodProblem>,
+}
+
+impl ObservedJob {
+    /// The planner's view of a Job read from the API server, with the problems of its pods.
+    ///
+    /// A Job is finished once its outcome is decided: `Complete` or `SuccessCriteriaMet`
+    /// means succeeded, `Failed` or `FailureTarget` means failed.
+    pub fn from_job(job: &Job, pod_problems: Vec<PodProblem>) -> Self {
+        let meta = &job.metadata;
+        let status = job.status.as_ref();
+        let conditions = status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        let holds = |type_: &str| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == "True")
+        };
+        let state = if holds("Complete")
+            .or_else(|| holds("SuccessCriteriaMet"))
+            .is_some()
+        {
+            JobState::Succeeded
+        } else if let Some(failed) = holds("Failed").or_else(|| holds("FailureTarget")) {
+            JobState::Failed {
+                reason: failed.reason.clone().unwrap_or_else(|| "Failed".into()),
+                message: failed.message.clone().unwrap_or_default(),
+            }
+        } else {
+            let since = status
+                .and_then(|s| s.start_time.as_ref())
+                .or(meta.creation_timestamp.as_ref())
+                .map(from_k8s_time)
+                .unwrap_or_default();
+            JobState::Running { since }
+        };
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            state,
+            pod_problems,
+        }
+    }
+}
+
+/// Where a Job is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Not finished; started at `since`.
+    Running {
+        /// When the Job started (`status.startTime`, else its creation).
+        since: DateTime<Utc>,
+    },
+    /// Finished successfully.
+    Succeeded,
+    /// Finished unsuccessfully.
+    Failed {
+        /// The Job's `Failed` condition reason, e.g. BackoffLimitExceeded.
+        reason: String,
+        /// The condition's message.
+        message: String,
+    },
+}
+
+/// A pod that cannot start, and since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodProblem {
+    /// The pod's name.
+    pub pod: String,
+    /// What is wrong.
+    pub reason: PodProblemReason,
+    /// The kubelet's or scheduler's message.
+    pub message: String,
+    /// Since when (the pod's start, or the transition of its PodScheduled condition).
+    pub since: DateTime<Utc>,
+}
+
+/// Why a pod cannot start. Each one fails the check it belongs to once it lasts longer than
+/// [`PlanConfig::pod_problem_grace`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PodProblemReason {
+    /// The image cannot be pulled.
+    ErrImagePull,
+    /// The kubelet backs off pulling the image.
+    ImagePullBackOff,
+    /// The image reference is invalid.
+    InvalidImageName,
+    /// The container keeps crashing.
+    CrashLoopBackOff,
+    /// The container cannot be created from its configuration (e.g. a missing Secret).
+    CreateContainerConfigError,
+    /// No node can run the pod.
+    Unschedulable,
+}
+
+impl PodProblemReason {
+    /// The CamelCase reason, as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ErrImagePull => "ErrImagePull",
+            Self::ImagePullBackOff => "ImagePullBackOff",
+            Self::InvalidImageName => "InvalidImageName",
+            Self::CrashLoopBackOff => "CrashLoopBackOff",
+            Self::CreateContainerConfigError => "CreateContainerConfigError",
+            Self::Unschedulable => "Unschedulable",
+        }
+    }
+
+    fn from_waiting_reason(reason: &str) -> Option<Self> {
+        Some(match reason {
+            "ErrImagePull" => Self::ErrImagePull,
+            "ImagePullBackOff" => Self::ImagePullBackOff,
+            "InvalidImageName" => Self::InvalidImageName,
+            "CrashLoopBackOff" => Self::CrashLoopBackOff,
+            "CreateContainerConfigError" => Self::CreateContainerConfigError,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for PodProblemReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The problems of one pod that keep it from starting: containers waiting on an image pull,
+/// a crash loop or a configuration error, and an unschedulable pod. A problem without any
+/// timestamp to measure it from is left out.
+pub fn pod_problems(pod: &Pod) -> Vec<PodProblem> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let started = status
+        .start_time
+        .as_ref()
+        .or(pod.metadata.creation_timestamp.as_ref())
+        .map(from_k8s_time);
+    let mut problems = Vec::new();
+    if let Some(scheduled) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        && scheduled.reason.as_deref() == Some("Unschedulable")
+        && let Some(since) = scheduled
+            .last_transition_time
+            .as_ref()
+            .map(from_k8s_time)
+            .or(started)
+    {
+        problems.push(PodProblem {
+            pod: name.clone(),
+            reason: PodProblemReason::Unschedulable,
+            message: scheduled.message.clone().unwrap_or_default(),
+            since,
+        });
+    }
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for container in containers {
+        let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let Some(reason) = waiting
+            .reason
+            .as_deref()
+            .and_then(PodProblemReason::from_waiting_reason)
+        else {
+            continue;
+        };
+        let Some(since) = started else { continue };
+        problems.push(PodProblem {
+            pod: name.clone(),
+            reason,
+            message: format!(
+                "container {}: {}",
+                container.name,
+                waiting.message.clone().unwrap_or_default()
+            ),
+            since,
+        });
+    }
+    problems
+}
+
+/// A ReleaseApproval as the planner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedApproval {
+    /// The ReleaseApproval's name.
+    pub name: String,
+    /// The Release it names.
+    pub release: String,
+    /// The version it is for; only approvals of the release's own version count.
+    pub version: String,
+    /// The gate: a stage name or a requirement name.
+    pub gate: String,
+    /// Approved or Rejected.
+    pub decision: Decision,
+    /// Who decided.
+    pub approver: String,
+    /// The approver's comment.
+    pub comment: Option<String>,
+    /// When it was created.
+    pub created: Option<DateTime<Utc>>,
+}
+
+impl ObservedApproval {
+    /// The planner's view of a ReleaseApproval read from the API server.
+    pub fn from_approval(approval: &ReleaseApproval) -> Self {
+        Self {
+            name: approval.metadata.name.clone().unwrap_or_default(),
+            release: approval.spec.release.clone(),
+            version: approval.spec.version.clone(),
+            gate: approval.spec.gate.clone(),
+            decision: approval.spec.decision,
+            approver: approval.spec.approver.clone(),
+            comment: approval.spec.comment.clone(),
+            created: approval
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(from_k8s_time),
+        }
+    }
+}
+
+/// Gates computed elsewhere in relman, which the planner only consumes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gates {
+    /// Whether the release's requirements (built-in and named) are met. Checked before the
+    /// first stage starts.
+    pub requirements: GateState,
+    /// The state of each requirement, copied to `status.requirements`.
+    pub requirement_details: Vec<RequirementStatus>,
+    /// The deployment window of the release's calendar, for stages with `window: true`.
+    /// `None` when the release names no calendar: such stages are then not gated.
+    pub window: Option<GateState>,
+}
+
+/// Whether a gate is open, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateState {
+    /// Open (the release may go on) or closed.
+    pub open: bool,
+    /// A CamelCase reason, e.g. RequirementsMet, NotesMissing, WindowOpen, WindowClosed, Frozen.
+    pub reason: String,
+    /// Why, for people.
+    pub message: String,
+    /// When the gate is expected to change (e.g. the next window opens); the planner requeues
+    /// then while it waits for the gate.
+    pub next_change: Option<DateTime<Utc>>,
+}
+
+impl GateState {
+    /// An open gate.
+    pub fn open(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            open: true,
+            reason: reason.into(),
+            message: message.into(),
+            next_change: None,
+        }
+    }
+
+    /// A closed gate that may open at `next_change`.
+    pub fn closed(
+        reason: impl Into<String>,
+        message: impl Into<String>,
+        next_change: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            open: false,
+            reason: reason.into(),
+            message: message.into(),
+            next_change,
+        }
+    }
+}
+
+/// Open, so that a controller that does not compute a gate yet does not block on it.
+impl Default for GateState {
+    fn default() -> Self {
+        Self::open("NotEvaluated", "no check is configured for this gate")
+    }
+}
+
+/// The images of every container (init containers included) of a pod template, by container
+/// name.
+pub fn template_images(template: &PodTemplateSpec) -> BTreeMap<String, String> {
+    template
+        .spec
+        .iter()
+        .flat_map(|spec| {
+            spec.init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+        })
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use crate::plan::time::to_k8s_time;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn reads_a_deployment() {
+        let deployment = Deployment {
+            metadata: ObjectMeta {
+                name: Some("api".into()),
+                namespace: Some("prod".into()),
+                generation: Some(4),
+                annotations: Some(BTreeMap::from([
+                    (ANNOTATION_REVISION.to_owned(), "7".to_owned()),
+                    (
+                        ANNOTATION_KNOWN_GOOD_RELEASE.to_owned(),
+                        "ns/rel@1.0.0".to_owned(),
+                    ),
+                ])),
+                ..Default::default()
+            },
+            spec: DeploymentSpec {
+                replicas: Some(3),
+                ..Default::default()
+            },
+            status: Some(DeploymentStatus {
+                observed_generation: Some(4),
+                replicas: Some(4),
+                updated_replicas: Some(2),
+                available_replicas: Some(3),
+                ..Default::default()
+            }),
+        };
+        let observed = ObservedDeployment::from_deployment(&deployment, vec![]);
+        assert_eq!(observed.revision.as_deref(), Some("7"));
+        assert_eq!(observed.known_good_release.as_deref(), Some("ns/rel@1.0.0"));
+        assert_eq!(
+            (
+                observed.desired_replicas,
+                observed.replicas,
+                observed.updated_replicas
+            ),
+            (3, 4, 2)
+        );
+    }
+
+    #[test]
+    fn reads_job_outcomes() {
+        let job = |conditions: Vec<JobCondition>| Job {
+            metadata: ObjectMeta {
+                name: Some("smoke".into()),
+                namespace: Some("ns".into()),
+                creation_timestamp: Some(to_k8s_time(at(100))),
+                ..Default::default()
+            },
+            status: Some(JobStatus {
+                conditions: Some(conditions),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let condition = |type_: &str, reason: &str| JobCondition {
+            type_: type_.into(),
+            status: "True".into(),
+            reason: Some(reason.into()),
+            message: Some("boom".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ObservedJob::from_job(&job(vec![]), vec![]).state,
+            JobState::Running { since: at(100) }
+        );
+        assert_eq!(
+            ObservedJob::from_job(&job(vec![condition("Complete", "")]), vec![]).state,
+            JobState::Succeeded
+        );
+        assert_eq!(
+            ObservedJob::from_job(
+                &job(vec![condition("FailureTarget", "BackoffLimitExceeded")]),
+                vec![]
+            )
+            .state,
+            JobState::Failed {
+                reason: "BackoffLimitExceeded".into(),
+                message: "boom".into()
+            }
+        );
+    }
+
+    #[test]
+    fn finds_pods_that_cannot_start() {
+        let waiting = |reason: &str| ContainerStatus {
+            name: "api".into(),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(reason.into()),
+                    message: Some("details".into()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("api-1".into()),
+                creation_timestamp: Some(to_k8s_time(at(50))),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                start_time: Some(to_k8s_time(at(60))),
+                conditions: Some(vec![PodCondition {
+                    type_: "PodScheduled".into(),
+                    status: "False".into(),
+                    reason: Some("Unschedulable".into()),
+                    last_transition_time: Some(to_k8s_time(at(55))),
+                    ..Default::default()
+                }]),
+                container_statuses: Some(vec![
+                    waiting("ImagePullBackOff"),
+                    waiting("ContainerCreating"),
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let problems = pod_problems(&pod);
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].reason, PodProblemReason::Unschedulable);
+        assert_eq!(problems[0].since, at(55));
+        assert_eq!(problems[1].reason, PodProblemReason::ImagePullBackOff);
+        assert_eq!(problems[1].since, at(60));
+    }
+}
