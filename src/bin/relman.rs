@@ -1,8 +1,11 @@
 //! The relman controller.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use relman::telemetry;
+use relman::controller::{self, Context};
+use relman::plan::PlanConfig;
+use relman::{http, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,7 +17,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("RELMAN_HTTP_ADDR must be a socket address such as 0.0.0.0:8080: {e}")
         })?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %addr, "relman starting");
-    relman::http::serve(addr, relman::http::shutdown_signal()).await?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {e}")
+    })?;
+    let instance = std::env::var("POD_NAME").ok();
+    let ctx = Arc::new(Context::new(client, instance, PlanConfig::default()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_for_stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let server = tokio::spawn(http::serve(addr, wait_for_stop()));
+    let signal = tokio::spawn(async move {
+        http::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    // RELMAN_NAMESPACE limits relman to one namespace; unset, it serves them all.
+    let namespace = std::env::var("RELMAN_NAMESPACE").ok().filter(|n| !n.is_empty());
+    let result = controller::run(ctx, namespace, wait_for_stop()).await;
+    signal.abort();
+    server.abort();
+    result?;
     tracing::info!("relman stopped");
     Ok(())
 }

@@ -59,8 +59,8 @@ use super::rollout::{
 };
 use super::time::{add, to_k8s_time, until};
 use crate::api::release::{
-    ApprovalRecord, DeploymentStatus, Failure, HistoryEntry, IncidentStatus, JobCheck, JobStatus, ReleasePhase,
-    Stage, StagePhase, StageStatus,
+    ApprovalRecord, DeploymentStatus, Failure, HistoryEntry, IncidentStatus, JobCheck, JobStatus,
+    ReleasePhase, Stage, StagePhase, StageStatus,
 };
 use crate::api::{Decision, ReleaseSpec, ReleaseStatus};
 
@@ -1214,7 +1214,12 @@ impl<'a> Planner<'a> {
     /// audit trail survives a deleted ReleaseApproval.
     fn record_counted_approvals(&mut self) {
         for approval in self.counted_approvals() {
-            if self.status.approvals.iter().any(|r| r.name == approval.name) {
+            if self
+                .status
+                .approvals
+                .iter()
+                .any(|r| r.name == approval.name)
+            {
                 continue;
             }
             self.status.approvals.push(ApprovalRecord {

@@ -339,10 +339,6 @@ impl World {
         }
     }
 
-    pub fn settle_one(&mut self, namespace: &str, name: &str) {
-        settle(self.deployment_mut(namespace, name));
-    }
-
     /// The Deployment controller gives up on a rollout.
     pub fn exceed_progress_deadline(&mut self, namespace: &str, name: &str) {
         let d = self.deployment_mut(namespace, name);

@@ -485,12 +485,16 @@ fn assert_rolled_back(world: &mut World, reason: &str) {
     assert_condition(world, "Stalled", "True", reason);
     assert_condition(world, "Reconciling", "False", reason);
     assert_condition(world, "RolledBack", "True", reason);
-    for namespace in [STAGING_NS, PRODUCTION_NS] {
-        assert_eq!(images_of(world, namespace, API), [OLD_API_IMAGE]);
-        assert_eq!(
-            images_of(world, namespace, WORKER),
-            ["envoy:1", OLD_WORKER_IMAGE]
-        );
+    for deployment in &world.deployments {
+        let images: Vec<String> = super::observed::template_images(&deployment.template)
+            .into_values()
+            .collect();
+        let old = if deployment.name == API {
+            vec![OLD_API_IMAGE]
+        } else {
+            vec!["envoy:1", OLD_WORKER_IMAGE]
+        };
+        assert_eq!(images, old, "{}/{}", deployment.namespace, deployment.name);
     }
     // Terminal: nothing more happens, whatever the world does.
     world.advance(3600);

@@ -97,7 +97,6 @@ fn parse(text: &str) -> Result<Vec<CustomResourceDefinition>, serde_yaml::Error>
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -43,7 +43,6 @@ pub(crate) fn tail(path: &Path, count: usize) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -98,7 +98,6 @@ fn node_schedulable() -> impl Condition<Node> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -122,7 +122,6 @@ fn print_instructions(control_plane: &ControlPlane, kubeconfig: &Path, pid_file:
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -245,7 +245,6 @@ fn kill_process_group(pid: u32) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,307 @@
+//! The Release controller: observe → plan → status → act, driven by watch events.
+//!
+//! Each reconcile reads the world ([`observe`]), asks the pure planner for one step
+//! ([`crate::plan::plan`]), writes the planned status with server-side apply (skipped when
+//! unchanged, and guarded by the Release's resourceVersion so a stale read never overwrites a
+//! newer status), then takes the step and records the planned Events. The controller watches
+//! Releases, the Jobs and Deployments it drives (by label), ReleaseApprovals and
+//! ReleaseCalendars, so a finished Job or a new approval moves a release on at once.
+
+mod gates;
+mod observe;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+pub use gates::built_in_requirements;
+pub use observe::observe;
+
+use crate::api::{Release, ReleaseApproval, ReleaseCalendar, ReleaseStatus};
+use crate::error::{Error, Result};
+use crate::k8s::{self, FIELD_MANAGER, deployment::Driver};
+use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
+use crate::plan::{self, Action, EventType, Plan, PlanConfig};
+
+/// What every reconcile shares.
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    config: PlanConfig,
+    /// Consecutive failures per Release, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<Release>, u32>>,
+}
+
+impl Context {
+    /// A context for `client`; `instance` names this replica in Events.
+    pub fn new(client: Client, instance: Option<String>, config: PlanConfig) -> Self {
+        let reporter = Reporter {
+            controller: "relman".into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// An Api for `K` in `namespace`, or in all namespaces.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` completes. With `namespace` it reconciles only the
+/// Releases of that namespace (and watches only its Jobs, Deployments and approvals).
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let releases: Api<Release> = scoped(&client, ns);
+    // Fail fast, with the fix, when the CRDs are not installed.
+    releases
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot list Releases: are relman's CRDs installed? (kubectl apply -f crds/)");
+            e
+        })?;
+
+    let controller = Controller::new(releases, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        .watches(
+            scoped::<Job>(&client, ns),
+            watcher::Config::default().labels(LABEL_RELEASE),
+            |job| release_from_labels(&job),
+        )
+        .watches(
+            scoped::<Deployment>(&client, ns),
+            watcher::Config::default().labels(LABEL_RELEASE),
+            |deployment| release_from_annotation(&deployment),
+        )
+        .watches(
+            scoped::<ReleaseApproval>(&client, ns),
+            watcher::Config::default(),
+            |approval| {
+                approval
+                    .namespace()
+                    .map(|ns| ObjectRef::new(&approval.spec.release).within(&ns))
+            },
+        )
+        .watches(
+            Api::<ReleaseCalendar>::all(client.clone()),
+            watcher::Config::default(),
+            move |calendar| {
+                let name = calendar.name_any();
+                store
+                    .state()
+                    .iter()
+                    .filter(|r| r.spec.calendar.as_deref() == Some(name.as_str()))
+                    .map(|r| ObjectRef::from_obj(r.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((release, _)) => tracing::debug!(%release, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// The Release named by a Job's labels.
+fn release_from_labels(job: &Job) -> Option<ObjectRef<Release>> {
+    let labels = job.labels();
+    let namespace = labels.get(LABEL_RELEASE_NAMESPACE)?;
+    // The release label may be shortened to 63 characters; the annotation on the Job's owner
+    // reference is not available across namespaces, so the label is the reference.
+    Some(ObjectRef::new(labels.get(LABEL_RELEASE)?).within(namespace))
+}
+
+/// The Release named by a driven Deployment's annotation (`namespace/name`).
+fn release_from_annotation(deployment: &Deployment) -> Option<ObjectRef<Release>> {
+    let (namespace, name) = deployment
+        .annotations()
+        .get(k8s::ANNOTATION_DRIVEN_BY)?
+        .split_once('/')?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// One reconcile of one Release.
+async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> {
+    let started = std::time::Instant::now();
+    let observed = observe(&ctx.client, &release, &ctx.config, chrono::Utc::now()).await?;
+    let plan = plan::plan(&observed);
+    write_status(&ctx.client, &release, &plan.status).await?;
+    act(&ctx.client, &release, &plan.action).await?;
+    publish_events(&ctx, &release, &plan).await;
+    if let Ok(mut failures) = ctx.failures.lock() {
+        failures.remove(&ObjectRef::from_obj(release.as_ref()));
+    }
+    tracing::info!(
+        release = %ObjectRef::from_obj(release.as_ref()),
+        phase = ?plan.status.phase,
+        action = action_name(&plan.action),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "reconciled"
+    );
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+/// Transient errors back off exponentially per Release, from 1 s to 5 min; a conflict (a
+/// newer Release is on its way through the watch) retries at once.
+fn error_policy(release: Arc<Release>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    if matches!(error, Error::Conflict) {
+        return Requeue::requeue(Duration::from_millis(200));
+    }
+    let attempts = ctx
+        .failures
+        .lock()
+        .map(|mut failures| {
+            let n = failures
+                .entry(ObjectRef::from_obj(release.as_ref()))
+                .or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    let delay = Duration::from_secs(1u64 << attempts.min(8).saturating_sub(1)).min(Duration::from_secs(300));
+    tracing::warn!(
+        release = %ObjectRef::from_obj(release.as_ref()),
+        category = error.category(),
+        error = %error,
+        retry_in_s = delay.as_secs(),
+        "reconcile failed"
+    );
+    Requeue::requeue(delay)
+}
+
+/// Writes `status` unless it equals the observed one. The patch carries the resourceVersion
+/// the plan was made from, so a plan made from a stale read is rejected (409) instead of
+/// overwriting a newer status.
+async fn write_status(client: &Client, release: &Release, status: &ReleaseStatus) -> Result<()> {
+    if release.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let namespace = release
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<Release> = Api::namespaced(client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": Release::api_version(&()),
+        "kind": Release::kind(&()),
+        "metadata": {
+            "name": release.name_any(),
+            "resourceVersion": release.resource_version(),
+        },
+        "status": status,
+    });
+    match api
+        .patch_status(
+            &release.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes the planned step.
+async fn act(client: &Client, release: &Release, action: &Action) -> Result<()> {
+    let namespace = release.namespace().unwrap_or_default();
+    let name = release.name_any();
+    let driver = Driver {
+        namespace: &namespace,
+        name: &name,
+    };
+    match action {
+        Action::None => Ok(()),
+        Action::CreateJob { namespace, job, .. } => {
+            k8s::job::create_job(client, namespace, job).await
+        }
+        Action::RollOut {
+            namespace,
+            deployment,
+            images,
+            ..
+        } => k8s::deployment::roll_out(client, namespace, deployment, images, &driver).await,
+        Action::Revert {
+            namespace,
+            deployment,
+            template,
+            ..
+        } => k8s::deployment::revert_to_known_good(client, namespace, deployment, template).await,
+        Action::MarkKnownGood {
+            namespace,
+            deployment,
+            annotations,
+            ..
+        } => k8s::deployment::mark_known_good(client, namespace, deployment, annotations).await,
+    }
+}
+
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::None => "None",
+        Action::CreateJob { .. } => "CreateJob",
+        Action::RollOut { .. } => "RollOut",
+        Action::Revert { .. } => "Revert",
+        Action::MarkKnownGood { .. } => "MarkKnownGood",
+    }
+}
+
+/// Records the plan's Events on the Release. A failure to record is logged, never fatal.
+async fn publish_events(ctx: &Context, release: &Release, plan: &Plan) {
+    let reference = release.object_ref(&());
+    for event in &plan.events {
+        let type_ = match event.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        };
+        let kube_event = Event {
+            type_,
+            reason: event.reason.clone(),
+            note: Some(event.message.chars().take(1000).collect()),
+            action: action_name(&plan.action).to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&kube_event, &reference).await {
+            tracing::warn!(error = %e, reason = %event.reason, "could not record an Event");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Observe: read everything the planner needs for one Release.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use super::gates;
+use crate::api::{Release, ReleaseApproval};
+use crate::error::{Error, Result};
+use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
+use crate::plan::observed::pod_problems;
+use crate::plan::rollout::{RolloutProgress, rollout_progress};
+use crate::plan::{
+    JobState, Observed, ObservedApproval, ObservedDeployment, ObservedJob, PlanConfig,
+};
+
+/// Reads the Release's Deployments, Jobs, approvals and gates.
+pub async fn observe(
+    client: &Client,
+    release: &Release,
+    config: &PlanConfig,
+    now: DateTime<Utc>,
+) -> Result<Observed> {
+    let namespace = release.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let approvals = approvals(client, release, &namespace).await?;
+    let gates = gates::evaluate(client, release, &namespace, &approvals, now).await?;
+    Ok(Observed {
+        deployments: deployments(client, release, &namespace).await?,
+        jobs: jobs(client, release, &namespace).await?,
+        approvals,
+        gates,
+        config: config.clone(),
+        now,
+        release: release.clone(),
+    })
+}
+
+/// The namespace of each stage (the Release's own when a stage names none).
+pub fn stage_namespaces(release: &Release, namespace: &str) -> BTreeSet<String> {
+    release
+        .spec
+        .stages
+        .iter()
+        .map(|s| s.namespace.clone().unwrap_or_else(|| namespace.to_owned()))
+        .collect()
+}
+
+async fn deployments(
+    client: &Client,
+    release: &Release,
+    namespace: &str,
+) -> Result<Vec<ObservedDeployment>> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for stage in &release.spec.stages {
+        let ns = stage.namespace.as_deref().unwrap_or(namespace);
+        let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        for name in &stage.deployments {
+            if !seen.insert((ns.to_owned(), name.0.clone())) {
+                continue;
+            }
+            let Some(deployment) = api.get_opt(&name.0).await? else {
+                continue;
+            };
+            let mut observed = ObservedDeployment::from_deployment(&deployment, Vec::new());
+            // Pods are read only while a rollout is under way: that is when a pod that cannot
+            // start decides the outcome.
+            if matches!(rollout_progress(&observed), RolloutProgress::InProgress(_)) {
+                observed.pod_problems = deployment_pod_problems(client, &deployment).await?;
+            }
+            out.push(observed);
+        }
+    }
+    Ok(out)
+}
+
+async fn deployment_pod_problems(
+    client: &Client,
+    deployment: &Deployment,
+) -> Result<Vec<crate::plan::PodProblem>> {
+    let Some(selector) = deployment.spec.selector.match_labels.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let selector = selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ns = deployment.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list.items.iter().flat_map(pod_problems).collect())
+}
+
+async fn jobs(client: &Client, release: &Release, namespace: &str) -> Result<Vec<ObservedJob>> {
+    let selector = format!(
+        "{LABEL_RELEASE}={},{LABEL_RELEASE_NAMESPACE}={namespace}",
+        fit_name(&release.name_any())
+    );
+    let mut out = Vec::new();
+    for ns in stage_namespaces(release, namespace) {
+        let api: Api<Job> = Api::namespaced(client.clone(), &ns);
+        for job in api.list(&ListParams::default().labels(&selector)).await? {
+            let mut observed = ObservedJob::from_job(&job, Vec::new());
+            if matches!(observed.state, JobState::Running { .. }) {
+                let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                let params = ListParams::default().labels(&format!("job-name={}", observed.name));
+                observed.pod_problems = pods
+                    .list(&params)
+                    .await?
+                    .items
+                    .iter()
+                    .flat_map(pod_problems)
+                    .collect();
+            }
+            out.push(observed);
+        }
+    }
+    Ok(out)
+}
+
+async fn approvals(
+    client: &Client,
+    release: &Release,
+    namespace: &str,
+) -> Result<Vec<ObservedApproval>> {
+    let api: Api<ReleaseApproval> = Api::namespaced(client.clone(), namespace);
+    let name = release.name_any();
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|a| a.spec.release == name)
+        .map(ObservedApproval::from_approval)
+        .collect())
+}

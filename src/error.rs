@@ -1,0 +1,37 @@
+//! The controller's errors, each with a stable category for metrics and Event reasons.
+
+/// What can go wrong while reconciling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object could not be turned into JSON for a patch.
+    #[error("could not serialize a patch: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The object relman was given lacks a field every stored object has.
+    #[error("the object has no {0}")]
+    MissingField(&'static str),
+    /// The status write raced with a newer version of the Release; the next event retries.
+    #[error("the Release changed while it was reconciled; retrying with the newer version")]
+    Conflict,
+}
+
+impl Error {
+    /// A short, stable name for metrics labels and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kube(kube::Error::Api(status)) if status.code == 403 => "Forbidden",
+            Self::Kube(kube::Error::Api(status)) if status.code == 404 => "NotFound",
+            Self::Kube(kube::Error::Api(status)) if status.code == 422 => "Invalid",
+            Self::Kube(kube::Error::Api(_)) => "ApiError",
+            Self::Kube(_) => "ApiUnreachable",
+            Self::Serialize(_) => "Serialize",
+            Self::MissingField(_) => "MissingField",
+            Self::Conflict => "Conflict",
+        }
+    }
+}
+
+/// Results of the controller.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

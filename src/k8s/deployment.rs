@@ -1,0 +1,162 @@
+//! Rolling out a release's images, reverting to the known-good template, and marking a revision
+//! known-good.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use super::{ANNOTATION_DRIVEN_BY, FIELD_MANAGER};
+use crate::error::Result;
+use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
+
+/// Who drives a Deployment: the Release's namespace and name.
+#[derive(Clone, Debug)]
+pub struct Driver<'a> {
+    /// The Release's namespace.
+    pub namespace: &'a str,
+    /// The Release's name.
+    pub name: &'a str,
+}
+
+/// The server-side apply patch that sets `images` (container name → image) on a Deployment and
+/// labels it as driven by the release. It names only those fields, so nothing else in the
+/// Deployment changes and relman's field manager owns only the images it set.
+pub fn roll_out_patch(
+    deployment: &Deployment,
+    images: &BTreeMap<String, String>,
+    driver: &Driver<'_>,
+) -> serde_json::Value {
+    let spec = deployment.spec.template.spec.as_ref();
+    let init_names: Vec<&str> = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .map(|c| c.iter().map(|c| c.name.as_str()).collect())
+        .unwrap_or_default();
+    let (init, main): (Vec<_>, Vec<_>) = images
+        .iter()
+        .map(|(name, image)| (name, json!({ "name": name, "image": image })))
+        .partition(|(name, _)| init_names.contains(&name.as_str()));
+    let mut pod_spec = serde_json::Map::new();
+    if !main.is_empty() {
+        pod_spec.insert("containers".into(), main.into_iter().map(|(_, c)| c).collect());
+    }
+    if !init.is_empty() {
+        pod_spec.insert("initContainers".into(), init.into_iter().map(|(_, c)| c).collect());
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment.name_any(),
+            "namespace": deployment.namespace(),
+            "labels": {
+                LABEL_RELEASE: fit_name(driver.name),
+                LABEL_RELEASE_NAMESPACE: driver.namespace,
+            },
+            "annotations": { ANNOTATION_DRIVEN_BY: format!("{}/{}", driver.namespace, driver.name) },
+        },
+        "spec": { "template": { "spec": pod_spec } },
+    })
+}
+
+/// Sets the release's images on the Deployment `namespace/name`.
+pub async fn roll_out(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    images: &BTreeMap<String, String>,
+    driver: &Driver<'_>,
+) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let current = api.get(name).await?;
+    let patch = roll_out_patch(&current, images, driver);
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Restores `template` as the Deployment's pod template, as `kubectl rollout undo` does: the
+/// whole template is replaced, so the Deployment runs exactly what it ran before.
+pub async fn revert_to_known_good(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    template: &PodTemplateSpec,
+) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        { "op": "replace", "path": "/spec/template", "value": template }
+    ]))?;
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        },
+        &Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Merges `annotations` into the Deployment's metadata (not its pod template: no rollout).
+pub async fn mark_known_good(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let patch = json!({ "metadata": { "annotations": annotations } });
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment() -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "checkout-api", "namespace": "shop"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "checkout"}},
+                "template": {"spec": {
+                    "initContainers": [{"name": "migrate", "image": "m:1"}],
+                    "containers": [{"name": "api", "image": "a:1"}, {"name": "sidecar", "image": "s:1"}]
+                }}
+            }
+        }))
+        .expect("valid deployment")
+    }
+
+    #[test]
+    fn roll_out_patch_names_only_the_images() {
+        let images = BTreeMap::from([
+            ("api".to_owned(), "a:2".to_owned()),
+            ("migrate".to_owned(), "m:2".to_owned()),
+        ]);
+        let driver = Driver { namespace: "shop", name: "checkout-2-0-0" };
+        let patch = roll_out_patch(&deployment(), &images, &driver);
+        assert_eq!(
+            patch["spec"],
+            json!({"template": {"spec": {
+                "containers": [{"name": "api", "image": "a:2"}],
+                "initContainers": [{"name": "migrate", "image": "m:2"}]
+            }}})
+        );
+        assert_eq!(patch["metadata"]["labels"][LABEL_RELEASE], "checkout-2-0-0");
+        assert_eq!(patch["metadata"]["annotations"][ANNOTATION_DRIVEN_BY], "shop/checkout-2-0-0");
+    }
+}

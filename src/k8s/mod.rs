@@ -1,0 +1,10 @@
+//! The API calls relman makes on the objects it drives: Deployments and Jobs.
+
+pub mod deployment;
+pub mod job;
+
+/// The field manager relman uses for every server-side apply and update.
+pub const FIELD_MANAGER: &str = "relman";
+
+/// The annotation on a driven Deployment naming the Release that drives it (`namespace/name`).
+pub const ANNOTATION_DRIVEN_BY: &str = "relman.io/driven-by";
