@@ -1,5 +1,9 @@
 //! relman's custom resources (group `relman.io`, version `v1alpha1`). Types only: no I/O.
 
+// Repeated `printcolumn(type_ = ...)` arguments of `#[kube(...)]` are distinct columns, not
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod approval;
 pub mod calendar;
 pub mod release;

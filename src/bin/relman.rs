@@ -36,7 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_tx.send(true);
     });
     // RELMAN_NAMESPACE limits relman to one namespace; unset, it serves them all.
-    let namespace = std::env::var("RELMAN_NAMESPACE").ok().filter(|n| !n.is_empty());
+    let namespace = std::env::var("RELMAN_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty());
     let result = controller::run(ctx, namespace, wait_for_stop()).await;
     signal.abort();
     server.abort();

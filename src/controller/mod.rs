@@ -196,7 +196,8 @@ fn error_policy(release: Arc<Release>, error: &Error, ctx: Arc<Context>) -> Requ
             *n
         })
         .unwrap_or(1);
-    let delay = Duration::from_secs(1u64 << attempts.min(8).saturating_sub(1)).min(Duration::from_secs(300));
+    let delay = Duration::from_secs(1u64 << attempts.min(8).saturating_sub(1))
+        .min(Duration::from_secs(300));
     tracing::warn!(
         release = %ObjectRef::from_obj(release.as_ref()),
         category = error.category(),

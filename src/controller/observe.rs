@@ -26,7 +26,9 @@ pub async fn observe(
     config: &PlanConfig,
     now: DateTime<Utc>,
 ) -> Result<Observed> {
-    let namespace = release.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = release
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let approvals = approvals(client, release, &namespace).await?;
     let gates = gates::evaluate(client, release, &namespace, &approvals, now).await?;
     Ok(Observed {

@@ -41,10 +41,16 @@ pub fn roll_out_patch(
         .partition(|(name, _)| init_names.contains(&name.as_str()));
     let mut pod_spec = serde_json::Map::new();
     if !main.is_empty() {
-        pod_spec.insert("containers".into(), main.into_iter().map(|(_, c)| c).collect());
+        pod_spec.insert(
+            "containers".into(),
+            main.into_iter().map(|(_, c)| c).collect(),
+        );
     }
     if !init.is_empty() {
-        pod_spec.insert("initContainers".into(), init.into_iter().map(|(_, c)| c).collect());
+        pod_spec.insert(
+            "initContainers".into(),
+            init.into_iter().map(|(_, c)| c).collect(),
+        );
     }
     json!({
         "apiVersion": "apps/v1",
@@ -73,8 +79,12 @@ pub async fn roll_out(
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let current = api.get(name).await?;
     let patch = roll_out_patch(&current, images, driver);
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -147,7 +157,10 @@ mod tests {
             ("api".to_owned(), "a:2".to_owned()),
             ("migrate".to_owned(), "m:2".to_owned()),
         ]);
-        let driver = Driver { namespace: "shop", name: "checkout-2-0-0" };
+        let driver = Driver {
+            namespace: "shop",
+            name: "checkout-2-0-0",
+        };
         let patch = roll_out_patch(&deployment(), &images, &driver);
         assert_eq!(
             patch["spec"],
@@ -157,6 +170,9 @@ mod tests {
             }}})
         );
         assert_eq!(patch["metadata"]["labels"][LABEL_RELEASE], "checkout-2-0-0");
-        assert_eq!(patch["metadata"]["annotations"][ANNOTATION_DRIVEN_BY], "shop/checkout-2-0-0");
+        assert_eq!(
+            patch["metadata"]["annotations"][ANNOTATION_DRIVEN_BY],
+            "shop/checkout-2-0-0"
+        );
     }
 }

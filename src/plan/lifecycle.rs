@@ -269,6 +269,14 @@ impl<'a> Planner<'a> {
             );
             return self.revert_to_known_good();
         }
+        if self.spec.stages.is_empty() {
+            return Outcome::new(
+                OutcomeKind::Stalled,
+                None,
+                "InvalidSpec",
+                "spec.stages: a release needs at least one stage".into(),
+            );
+        }
         let timeouts = match self.stage_timeouts() {
             Ok(timeouts) => timeouts,
             Err(invalid) => {

@@ -6,6 +6,21 @@
 //! - [`action`]: the output, [`Plan`] and its one [`Action`].
 //! - [`conditions`], [`rollout`], [`jobs`]: the rules the lifecycle applies (condition
 //!   bookkeeping, `kubectl rollout status` semantics, Job names and templates).
+//!
+//! # The contract with the controller
+//!
+//! For each reconcile the controller builds an [`Observed`] (the Release with its status as
+//! last written, the stages' Deployments, the release's Jobs, its ReleaseApprovals, the gate
+//! inputs and `now`), calls [`plan`], and then, in this order:
+//!
+//! 1. writes [`Plan::status`] with server-side apply when it differs from the observed status;
+//! 2. performs [`Plan::action`] (`AlreadyExists` on `CreateJob` counts as done);
+//! 3. records [`Plan::events`];
+//! 4. requeues after [`Plan::requeue_after`] if set, else waits for a watch event.
+//!
+//! Writing the status first persists every decision (a failure to revert for, a Job to wait
+//! for) before its effect; the known-good capture is stricter still: no rollout is planned
+//! until the capture is read back from the stored status.
 
 pub mod action;
 pub mod conditions;
@@ -27,5 +42,5 @@ pub use action::{Action, EventType, JobKind, Plan, PlannedEvent};
 pub use lifecycle::plan;
 pub use observed::{
     GateState, Gates, JobState, Observed, ObservedApproval, ObservedDeployment, ObservedJob,
-    PlanConfig, PodProblem, PodProblemReason,
+    PlanConfig, PodProblem, PodProblemReason, pod_problems,
 };

@@ -46,19 +46,24 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        12 => Just(Op::Reconcile),
-        2 => Just(Op::CrashBeforeAction),
-        5 => Just(Op::Settle),
-        4 => (any::<usize>(), prop::bool::weighted(0.8))
+        120 => Just(Op::Reconcile),
+        20 => Just(Op::CrashBeforeAction),
+        50 => Just(Op::Settle),
+        40 => (any::<usize>(), prop::bool::weighted(0.9))
             .prop_map(|(pick, success)| Op::FinishJob { pick, success }),
-        1 => any::<usize>().prop_map(|pick| Op::ExceedDeadline { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::PodProblem { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::JobPodProblem { pick }),
-        3 => (1i64..900).prop_map(|secs| Op::Advance { secs }),
-        3 => (prop::bool::weighted(0.8), 0u8..3, prop::bool::weighted(0.1))
-            .prop_map(|(this_version, approver, reject)| Op::Decide { this_version, approver, reject }),
-        1 => any::<bool>().prop_map(|open| Op::Window { open }),
-        1 => prop::bool::weighted(0.8).prop_map(|met| Op::Requirements { met }),
+        5 => any::<usize>().prop_map(|pick| Op::ExceedDeadline { pick }),
+        5 => any::<usize>().prop_map(|pick| Op::PodProblem { pick }),
+        5 => any::<usize>().prop_map(|pick| Op::JobPodProblem { pick }),
+        30 => (1i64..900).prop_map(|secs| Op::Advance { secs }),
+        30 => (prop::bool::weighted(0.8), 0u8..3, prop::bool::weighted(0.03)).prop_map(
+            |(this_version, approver, reject)| Op::Decide {
+                this_version,
+                approver,
+                reject
+            }
+        ),
+        10 => any::<bool>().prop_map(|open| Op::Window { open }),
+        10 => prop::bool::weighted(0.8).prop_map(|met| Op::Requirements { met }),
         1 => Just(Op::Abort),
     ]
 }
