@@ -28,6 +28,7 @@ use serde_json::json;
 pub use gates::built_in_requirements;
 pub use observe::observe;
 
+use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval, ReleaseCalendar, ReleaseStatus};
 use crate::error::{Error, Result};
 use crate::k8s::{self, FIELD_MANAGER, deployment::Driver};
@@ -90,9 +91,14 @@ pub async fn run(
             e
         })?;
 
-    let controller = Controller::new(releases, watcher::Config::default().any_semantic());
+    let controller = Controller::new(releases.clone(), watcher::Config::default().any_semantic());
     let store = controller.store();
+    let calendar_store = store.clone();
     controller
+        // A Release that changes (e.g. finishes) may free a Deployment another one waits for.
+        .watches(releases, watcher::Config::default(), move |changed| {
+            releases_sharing_a_deployment(&store.state(), &changed)
+        })
         .watches(
             scoped::<Job>(&client, ns),
             watcher::Config::default().labels(LABEL_RELEASE),
@@ -117,7 +123,7 @@ pub async fn run(
             watcher::Config::default(),
             move |calendar| {
                 let name = calendar.name_any();
-                store
+                calendar_store
                     .state()
                     .iter()
                     .filter(|r| r.spec.calendar.as_deref() == Some(name.as_str()))
@@ -135,6 +141,37 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+/// The other unfinished Releases that name one of `changed`'s Deployments.
+fn releases_sharing_a_deployment(
+    releases: &[Arc<Release>],
+    changed: &Release,
+) -> Vec<ObjectRef<Release>> {
+    let deployments = |r: &Release| -> Vec<(String, String)> {
+        let ns = r.namespace().unwrap_or_default();
+        r.spec
+            .stages
+            .iter()
+            .flat_map(|s| {
+                let ns = s.namespace.clone().unwrap_or_else(|| ns.clone());
+                s.deployments.iter().map(move |d| (ns.clone(), d.0.clone()))
+            })
+            .collect()
+    };
+    let mine = deployments(changed);
+    let finished = |r: &Release| {
+        matches!(
+            r.status.as_ref().and_then(|s| s.phase),
+            Some(ReleasePhase::Succeeded | ReleasePhase::RolledBack)
+        )
+    };
+    releases
+        .iter()
+        .filter(|r| r.uid() != changed.uid() && !finished(r))
+        .filter(|r| deployments(r).iter().any(|d| mine.contains(d)))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 /// The Release named by a Job's labels.

@@ -10,8 +10,10 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use super::gates;
+use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};
+use crate::k8s::ANNOTATION_DRIVEN_BY;
 use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
 use crate::plan::observed::pod_problems;
 use crate::plan::rollout::{RolloutProgress, rollout_progress};
@@ -70,6 +72,7 @@ async fn deployments(
                 continue;
             };
             let mut observed = ObservedDeployment::from_deployment(&deployment, Vec::new());
+            observed.driven_by_other = other_active_driver(client, release, &deployment).await?;
             // Pods are read only while a rollout is under way: that is when a pod that cannot
             // start decides the outcome.
             if matches!(rollout_progress(&observed), RolloutProgress::InProgress(_)) {
@@ -79,6 +82,32 @@ async fn deployments(
         }
     }
     Ok(out)
+}
+
+/// The other Release (`namespace/name`) that drives `deployment` and has not finished, if any.
+/// A driver that is gone or has reached Succeeded or RolledBack no longer holds it.
+async fn other_active_driver(
+    client: &Client,
+    release: &Release,
+    deployment: &Deployment,
+) -> Result<Option<String>> {
+    let Some(driver) = deployment.annotations().get(ANNOTATION_DRIVEN_BY) else {
+        return Ok(None);
+    };
+    let Some((namespace, name)) = driver.split_once('/') else {
+        return Ok(None);
+    };
+    if release.namespace().as_deref() == Some(namespace) && release.name_any() == name {
+        return Ok(None);
+    }
+    let api: Api<Release> = Api::namespaced(client.clone(), namespace);
+    let active = api.get_opt(name).await?.is_some_and(|other| {
+        !matches!(
+            other.status.and_then(|s| s.phase),
+            Some(ReleasePhase::Succeeded | ReleasePhase::RolledBack)
+        )
+    });
+    Ok(active.then(|| driver.clone()))
 }
 
 async fn deployment_pod_problems(

@@ -24,8 +24,10 @@
 //! # Failure
 //!
 //! A failed check, a Rejected sign-off of this version, or `spec.abort` records a failure on
-//! the stage, then every Deployment the release captured is reverted to its known-good
-//! template (most recent stage first, last Deployment first), the reverts are awaited, and the
+//! the stage. A failed check reverts the Deployments of the stages that were not verified (a
+//! verified staging keeps the release it verified); an abort or a rejection withdraws the
+//! release and reverts every Deployment it captured. Reverts go to the known-good template
+//! (most recent stage first, last Deployment first), the reverts are awaited, and the
 //! release ends `RolledBack`. A Deployment that already runs its known-good images needs no
 //! revert. A revert that cannot complete stalls the release (`RevertFailed`) until it can.
 //!
@@ -70,6 +72,10 @@ const JOB_RUNNING: &str = "Running";
 const JOB_SUCCEEDED: &str = "Succeeded";
 /// `JobStatus.result` of a Job that failed or timed out.
 const JOB_FAILED: &str = "Failed";
+/// The failure reason of a release withdrawn by `spec.abort`.
+const REASON_ABORTED: &str = "Aborted";
+/// The failure reason of a release whose sign-off was rejected.
+const REASON_REJECTED: &str = "ApprovalRejected";
 /// The most history entries kept; the oldest go first.
 const MAX_HISTORY: usize = 100;
 
@@ -109,6 +115,8 @@ enum OutcomeKind {
     AwaitingRequirements,
     AwaitingApproval,
     AwaitingWindow,
+    /// Another active Release drives one of the stage's Deployments.
+    AwaitingDeployment,
     Progressing,
     Succeeded,
     /// Cannot go on without a person; nothing is reverted because of it.
@@ -137,7 +145,9 @@ impl Outcome {
 
     fn phase(&self) -> ReleasePhase {
         match self.kind {
-            OutcomeKind::AwaitingRequirements => ReleasePhase::Pending,
+            OutcomeKind::AwaitingRequirements | OutcomeKind::AwaitingDeployment => {
+                ReleasePhase::Pending
+            }
             OutcomeKind::AwaitingApproval => ReleasePhase::AwaitingApproval,
             OutcomeKind::AwaitingWindow => ReleasePhase::AwaitingWindow,
             OutcomeKind::Progressing => ReleasePhase::Progressing,
@@ -242,7 +252,7 @@ impl<'a> Planner<'a> {
             self.fail(
                 stage,
                 failure(
-                    "Aborted",
+                    REASON_ABORTED,
                     "spec.abort is true: reverting every Deployment the release changed".into(),
                 ),
             );
@@ -260,7 +270,7 @@ impl<'a> Planner<'a> {
             self.fail(
                 stage,
                 failure(
-                    "ApprovalRejected",
+                    REASON_REJECTED,
                     format!(
                         "{} rejected version {} at gate {} (ReleaseApproval {}){comment}",
                         rejection.approver, rejection.version, rejection.gate, rejection.name
@@ -455,6 +465,24 @@ impl<'a> Planner<'a> {
             ));
         }
         let namespace = self.stage_namespace(stage);
+        // One driver per Deployment: wait while another active Release drives one of them.
+        for deployment in &stage.deployments {
+            if let Some(other) = self
+                .observed
+                .deployment(&namespace, &deployment.0)
+                .and_then(|d| d.driven_by_other.as_ref())
+            {
+                return Some(Outcome::new(
+                    OutcomeKind::AwaitingDeployment,
+                    Some(name),
+                    "WaitingForOtherRelease",
+                    format!(
+                        "Deployment {namespace}/{} is being driven by Release {other}; stage {name} starts when that release finishes",
+                        deployment.0
+                    ),
+                ));
+            }
+        }
         for deployment in &stage.deployments {
             if let Err(blocked) = self.deployment_to_change(stage, &namespace, &deployment.0) {
                 return Some(blocked);
@@ -1011,9 +1039,20 @@ impl<'a> Planner<'a> {
             return self.rolled_back_outcome();
         };
         let failed_stage = self.status.stages[failed_index].name.clone();
+        // A failed check reverts the stages that did not pass: a verified staging keeps the
+        // release it verified. An abort or a rejected sign-off withdraws the whole release.
+        let withdraw_all = matches!(cause.reason.as_str(), REASON_ABORTED | REASON_REJECTED);
+        let reverts_stage = |stage: &StageStatus| {
+            (withdraw_all || stage.phase != Some(StagePhase::Verified))
+                && stage
+                    .deployments
+                    .iter()
+                    .any(|d| d.known_good_template.is_some())
+        };
         // Most recent stage first; within a stage, the last Deployment rolled out first.
         let targets: Vec<(usize, usize)> = (0..self.status.stages.len())
             .rev()
+            .filter(|&s| reverts_stage(&self.status.stages[s]))
             .flat_map(|s| {
                 let deployments = &self.status.stages[s].deployments;
                 (0..deployments.len())
@@ -1023,11 +1062,7 @@ impl<'a> Planner<'a> {
             })
             .collect();
         for stage in &mut self.status.stages {
-            let captured = stage
-                .deployments
-                .iter()
-                .any(|d| d.known_good_template.is_some());
-            if captured && stage.phase != Some(StagePhase::RolledBack) {
+            if reverts_stage(stage) && stage.phase != Some(StagePhase::RolledBack) {
                 stage.phase = Some(StagePhase::RollingBack);
             }
         }
@@ -1313,6 +1348,7 @@ impl<'a> Planner<'a> {
             OutcomeKind::AwaitingRequirements
                 | OutcomeKind::AwaitingApproval
                 | OutcomeKind::AwaitingWindow
+                | OutcomeKind::AwaitingDeployment
                 | OutcomeKind::Progressing
                 | OutcomeKind::RollingBack
         );
@@ -1396,7 +1432,7 @@ impl<'a> Planner<'a> {
         if let Some(rejection) = self.rejection() {
             return (
                 Status::False,
-                "ApprovalRejected".into(),
+                REASON_REJECTED.into(),
                 format!(
                     "{} rejected version {} at gate {}",
                     rejection.approver, rejection.version, rejection.gate

@@ -117,6 +117,9 @@ pub struct ObservedDeployment {
     pub known_good_release: Option<String>,
     /// Problems of the pods of the newest ReplicaSet (the one rolling out).
     pub pod_problems: Vec<PodProblem>,
+    /// Another Release (`namespace/name`) that drives this Deployment and has not finished:
+    /// a stage that needs the Deployment waits for it.
+    pub driven_by_other: Option<String>,
 }
 
 impl ObservedDeployment {
@@ -151,6 +154,7 @@ impl ObservedDeployment {
                 .unwrap_or_default(),
             known_good_release: annotation(ANNOTATION_KNOWN_GOOD_RELEASE),
             pod_problems,
+            driven_by_other: None,
         }
     }
 }

@@ -125,18 +125,49 @@ fn captured_template<'a>(
         .and_then(|d| d.known_good_template.as_ref())
 }
 
-/// Every captured Deployment that exists runs its known-good images.
+/// Every captured Deployment that exists runs its known-good images, except in stages that
+/// passed their checks when the release failed a later check (they keep the release).
 fn all_at_known_good(world: &World, status: &ReleaseStatus) -> bool {
-    status.stages.iter().flat_map(|s| &s.deployments).all(|d| {
-        let Some(template) = &d.known_good_template else {
-            return true;
-        };
-        world
-            .deployments
-            .iter()
-            .find(|o| o.namespace == d.namespace && o.name == d.name)
-            .is_none_or(|o| runs_known_good(&o.template, template))
-    })
+    let withdrawn = status
+        .stages
+        .iter()
+        .filter_map(|s| s.failure.as_ref())
+        .any(|f| f.reason == "Aborted" || f.reason == "ApprovalRejected");
+    let reverted = |s: &&crate::api::release::StageStatus| {
+        withdrawn || s.phase != Some(crate::api::release::StagePhase::Verified)
+    };
+    status
+        .stages
+        .iter()
+        .filter(reverted)
+        .flat_map(|s| &s.deployments)
+        .all(|d| {
+            let Some(template) = &d.known_good_template else {
+                return true;
+            };
+            world
+                .deployments
+                .iter()
+                .find(|o| o.namespace == d.namespace && o.name == d.name)
+                .is_none_or(|o| runs_known_good(&o.template, template))
+        })
+}
+
+/// Whether a failed (not withdrawn) release left `namespace/name` on the release because its
+/// stage had passed its checks.
+fn kept_by_verified_stage(status: &ReleaseStatus, namespace: &str, name: &str) -> bool {
+    let withdrawn = status
+        .stages
+        .iter()
+        .filter_map(|s| s.failure.as_ref())
+        .any(|f| f.reason == "Aborted" || f.reason == "ApprovalRejected");
+    !withdrawn
+        && status.stages.iter().any(|s| {
+            s.phase == Some(crate::api::release::StagePhase::Verified)
+                && s.deployments.iter().any(|d| {
+                    d.namespace == namespace && d.name == name && d.known_good_template.is_some()
+                })
+        })
 }
 
 /// Plans once, checks the invariants, then writes the status and (unless crashing) acts.
@@ -382,6 +413,10 @@ proptest! {
                 Some(ReleasePhase::Succeeded) => prop_assert!(
                     runs_release_images(&deployment.template, &world.release.spec.images),
                     "{} does not run the release", deployment.name
+                ),
+                Some(ReleasePhase::RolledBack) if kept_by_verified_stage(&status, &deployment.namespace, &deployment.name) => prop_assert!(
+                    runs_release_images(&deployment.template, &world.release.spec.images),
+                    "{} belongs to a verified stage and keeps the release", deployment.name
                 ),
                 Some(ReleasePhase::RolledBack) => {
                     let original = settled_deployment(&deployment.namespace, &deployment.name);

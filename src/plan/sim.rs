@@ -157,6 +157,7 @@ pub fn settled_deployment(namespace: &str, name: &str) -> ObservedDeployment {
         conditions: vec![],
         known_good_release: None,
         pod_problems: vec![],
+        driven_by_other: None,
     }
 }
 

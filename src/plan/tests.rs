@@ -485,14 +485,27 @@ fn assert_rolled_back(world: &mut World, reason: &str) {
     assert_condition(world, "Stalled", "True", reason);
     assert_condition(world, "Reconciling", "False", reason);
     assert_condition(world, "RolledBack", "True", reason);
+    // A failed check leaves stages that passed their checks on the release; an abort or a
+    // rejection withdraws it everywhere.
+    let withdrawn = matches!(reason, "Aborted" | "ApprovalRejected");
+    let verified: Vec<usize> = (0..world.status().stages.len())
+        .filter(|&i| !withdrawn && stage_phase(world, i) == StagePhase::Verified)
+        .collect();
     for deployment in &world.deployments {
         let images: Vec<String> = super::observed::template_images(&deployment.template)
             .into_values()
             .collect();
-        let old = if deployment.name == API {
-            vec![OLD_API_IMAGE]
-        } else {
-            vec!["envoy:1", OLD_WORKER_IMAGE]
+        let kept = verified.iter().any(|&i| {
+            world.status().stages[i]
+                .deployments
+                .iter()
+                .any(|d| d.namespace == deployment.namespace && d.name == deployment.name)
+        });
+        let old = match (deployment.name == API, kept) {
+            (true, false) => vec![OLD_API_IMAGE],
+            (true, true) => vec![NEW_API_IMAGE],
+            (false, false) => vec!["envoy:1", OLD_WORKER_IMAGE],
+            (false, true) => vec!["envoy:1", NEW_WORKER_IMAGE],
         };
         assert_eq!(images, old, "{}/{}", deployment.namespace, deployment.name);
     }
@@ -745,25 +758,31 @@ fn spec_backup() -> Option<crate::api::release::JobCheck> {
 }
 
 #[test]
-fn production_backup_failure_reverts_staging_and_leaves_production_untouched() {
+fn production_backup_failure_leaves_both_stages_as_they_are() {
     let mut world = staging_verified();
     world.approve_production();
     world.run_until_waiting();
     world.advance(301);
     let plan = world.reconcile();
-    assert_revert(&plan, STAGING_NS, WORKER);
+    // The backup failed before production changed, and staging passed its checks: nothing to
+    // revert.
+    assert!(
+        !matches!(plan.action, Action::Revert { .. }),
+        "{:?}",
+        plan.action
+    );
     assert_eq!(
         world.status().stages[1].failure.as_ref().unwrap().reason,
         "BackupTimedOut"
     );
     assert!(world.status().incident.is_none());
     assert_rolled_back(&mut world, "BackupTimedOut");
-    assert_eq!(stage_phase(&world, 0), StagePhase::RolledBack);
+    assert_eq!(stage_phase(&world, 0), StagePhase::Verified);
     assert_eq!(stage_phase(&world, 1), StagePhase::Failed);
 }
 
 #[test]
-fn production_smoke_failure_reverts_production_first_and_opens_an_incident() {
+fn production_smoke_failure_reverts_production_only_and_opens_an_incident() {
     let mut world = staging_verified();
     world.approve_production();
     world.run_until_waiting();
@@ -780,8 +799,13 @@ fn production_smoke_failure_reverts_production_first_and_opens_an_incident() {
     );
     assert_eq!(incident.restored_at, None);
     assert_revert(&world.reconcile(), PRODUCTION_NS, API);
-    assert_revert(&world.reconcile(), STAGING_NS, WORKER);
-    assert_revert(&world.reconcile(), STAGING_NS, API);
+    // Staging passed its checks and keeps the release.
+    let after = world.reconcile();
+    assert!(
+        !matches!(after.action, Action::Revert { .. }),
+        "{:?}",
+        after.action
+    );
     world.settle();
     world.reconcile();
     let incident = world.status().incident.clone().unwrap();
@@ -1066,4 +1090,37 @@ fn a_root_cause_closes_the_incident() {
             .is_some()
     );
     assert!(world.reconcile().events.is_empty());
+}
+
+// -------------------------------------------------------------------------------------------
+// One driver per Deployment
+// -------------------------------------------------------------------------------------------
+
+#[test]
+fn a_stage_waits_while_another_release_drives_its_deployment() {
+    let mut world = World::two_stages();
+    let other = "shop/checkout-1-9-0".to_owned();
+    for deployment in &mut world.deployments {
+        if deployment.namespace == STAGING_NS && deployment.name == API {
+            deployment.driven_by_other = Some(other.clone());
+        }
+    }
+    let plan = world.reconcile();
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(phase(&world), ReleasePhase::Pending);
+    assert_condition(&world, "Reconciling", "True", "WaitingForOtherRelease");
+    assert_condition(&world, "Stalled", "False", "WaitingForOtherRelease");
+    let (_, _, message) = condition(&world, "Ready");
+    assert!(message.contains(&other), "{message}");
+    assert!(
+        world.status().stages[0].deployments.is_empty(),
+        "nothing is captured while another release drives the Deployment"
+    );
+
+    // The other release finishes: this one starts.
+    for deployment in &mut world.deployments {
+        deployment.driven_by_other = None;
+    }
+    world.reconcile();
+    assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
 }

@@ -20,6 +20,10 @@ pub const FAIL_LABEL: &str = "relman.io/test-fail";
 /// becoming Ready (a Job's pod never finishes).
 pub const NEVER_READY_LABEL: &str = "relman.io/test-never-ready";
 
+/// A container image whose tag ends with this suffix (e.g. `web:never-ready`) runs without ever
+/// becoming Ready: a release can ship a version that never becomes ready.
+pub const NEVER_READY_IMAGE_SUFFIX: &str = ":never-ready";
+
 /// The annotation that tells kwok to manage a node, and its value.
 pub(crate) const NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
 pub(crate) const NODE_ANNOTATION_VALUE: &str = "fake";
