@@ -730,3 +730,109 @@ async fn a_finished_release_costs_no_writes() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+async fn warning_events(env: &Env, release: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    Ok(events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(release))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect())
+}
+
+#[tokio::test]
+async fn an_invalid_job_template_stalls_before_anything_changes() -> anyhow::Result<()> {
+    let env = Env::new("life-bad-job").await?;
+    let before = env
+        .deployments
+        .get("web-staging")
+        .await?
+        .metadata
+        .resource_version;
+    let _controller = env.controller();
+    let mut bad = release(
+        "web-2-0-0",
+        "2.0.0",
+        NEW_IMAGE,
+        Smoke::Passes,
+        Smoke::Passes,
+    );
+    // A container without an image: the CRD cannot tell, the Job API can.
+    let template = &mut bad.spec.stages[1].smoke_test.as_mut().unwrap().template;
+    template
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = None;
+    env.create(&bad).await?;
+
+    let status = env.wait_condition("web-2-0-0", "Stalled", "True").await?;
+    let stalled = condition(&status, "Stalled");
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert!(
+        stalled
+            .message
+            .contains("spec.stages[1].smokeTest.template"),
+        "{}",
+        stalled.message
+    );
+    assert!(
+        stalled.message.contains("image"),
+        "the API server's reason is kept: {}",
+        stalled.message
+    );
+    assert_eq!(condition(&status, "Ready").status, "False");
+    assert_eq!(
+        env.deployments
+            .get("web-staging")
+            .await?
+            .metadata
+            .resource_version,
+        before,
+        "nothing changed"
+    );
+    let warnings = warning_events(&env, "web-2-0-0").await?;
+    assert!(
+        warnings.iter().any(|(reason, _)| reason == "InvalidSpec"),
+        "a Warning Event says why: {warnings:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_deployment_stalls_with_its_name() -> anyhow::Result<()> {
+    let env = Env::new("life-missing").await?;
+    let _controller = env.controller();
+    let mut bad = release(
+        "web-2-0-0",
+        "2.0.0",
+        NEW_IMAGE,
+        Smoke::Passes,
+        Smoke::Passes,
+    );
+    bad.spec.stages[0].deployments[0].0 = "web-typo".into();
+    env.create(&bad).await?;
+
+    let status = env.wait_condition("web-2-0-0", "Stalled", "True").await?;
+    let stalled = condition(&status, "Stalled");
+    assert_eq!(stalled.reason, "DeploymentNotFound");
+    assert!(stalled.message.contains("web-typo"), "{}", stalled.message);
+    let warnings = warning_events(&env, "web-2-0-0").await?;
+    assert!(
+        warnings
+            .iter()
+            .any(|(reason, _)| reason == "DeploymentNotFound"),
+        "{warnings:?}"
+    );
+    Ok(())
+}

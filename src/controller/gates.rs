@@ -5,16 +5,20 @@
 //! approved ReleaseApproval of this version or by a condition on another object.
 
 use chrono::{DateTime, Utc};
-use kube::api::{Api, DynamicObject};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Client, ResourceExt};
 
+use crate::api::release::StagePhase;
 use crate::api::release::{ConditionGate, RequirementStatus};
 use crate::api::{Decision, Release, ReleaseCalendar};
 use crate::calendar::CompiledCalendar;
 use crate::error::Result;
-use crate::plan::{GateState, Gates, ObservedApproval};
+use crate::k8s::FIELD_MANAGER;
+use crate::plan::jobs::build_job;
+use crate::plan::{GateState, Gates, JobKind, ObservedApproval};
 
 /// How soon an unmet condition gate is looked at again. Condition gates name objects of any
 /// kind, which relman does not watch yet.
@@ -64,7 +68,61 @@ pub async fn evaluate(
         requirements,
         requirement_details: details,
         window: window(client, release, now).await?,
+        invalid: invalid_jobs(client, release, namespace).await?,
     })
+}
+
+/// Before the first stage starts, asks the API server (dry run) whether each stage's Jobs
+/// could be created, so a bad Job template or a missing namespace stops the release before
+/// anything changes. Once a stage has started the check is skipped: it costs one call per
+/// Job.
+async fn invalid_jobs(
+    client: &Client,
+    release: &Release,
+    namespace: &str,
+) -> Result<Option<String>> {
+    let started = release.status.as_ref().is_some_and(|s| {
+        s.stages
+            .iter()
+            .any(|st| st.phase.is_some_and(|p| p != StagePhase::Pending))
+    });
+    if started {
+        return Ok(None);
+    }
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    for (index, stage) in release.spec.stages.iter().enumerate() {
+        let ns = stage.namespace.as_deref().unwrap_or(namespace);
+        let checks = [
+            (JobKind::Backup, "backup", stage.backup.as_ref()),
+            (JobKind::SmokeTest, "smokeTest", stage.smoke_test.as_ref()),
+        ];
+        for (kind, field, check) in checks {
+            let Some(check) = check else { continue };
+            let job = build_job(release, &stage.name, ns, kind, 1, &check.template);
+            let api: Api<Job> = Api::namespaced(client.clone(), ns);
+            match api.create(&params, &job).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    return Ok(Some(format!(
+                        "spec.stages[{index}].namespace: namespace {ns} of stage {} does not exist",
+                        stage.name
+                    )));
+                }
+                Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
+                    return Ok(Some(format!(
+                        "spec.stages[{index}].{field}.template: the API server rejects the Job: {}",
+                        e.message
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The release guide's own requirements, checked from the spec alone.

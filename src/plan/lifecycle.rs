@@ -287,6 +287,16 @@ impl<'a> Planner<'a> {
                 "spec.stages: a release needs at least one stage".into(),
             );
         }
+        if let Some(invalid) = &self.observed.gates.invalid
+            && self.stage_phase(0) == StagePhase::Pending
+        {
+            return Outcome::new(
+                OutcomeKind::Stalled,
+                self.spec.stages.first().map(|s| s.name.as_str()),
+                "InvalidSpec",
+                invalid.clone(),
+            );
+        }
         let timeouts = match self.stage_timeouts() {
             Ok(timeouts) => timeouts,
             Err(invalid) => {

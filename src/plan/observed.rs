@@ -412,6 +412,10 @@ pub struct Gates {
     /// The deployment window of the release's calendar, for stages with `window: true`.
     /// `None` when the release names no calendar: such stages are then not gated.
     pub window: Option<GateState>,
+    /// Why the release's Jobs or namespaces cannot work, found before the first stage starts
+    /// (e.g. the API server rejects a Job template in a dry run). The release stalls with this
+    /// message until the spec is fixed; nothing is changed.
+    pub invalid: Option<String>,
 }
 
 /// Whether a gate is open, and why.

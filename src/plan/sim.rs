@@ -208,6 +208,7 @@ impl World {
                 requirements: GateState::open("RequirementsMet", "all 3 requirements are met"),
                 requirement_details: vec![],
                 window: Some(GateState::open("WindowOpen", "window open until 18:00 UTC")),
+                invalid: None,
             },
             config: PlanConfig::default(),
             now: at(START),

@@ -1124,3 +1124,26 @@ fn a_stage_waits_while_another_release_drives_its_deployment() {
     world.reconcile();
     assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
 }
+
+#[test]
+fn an_invalid_job_found_before_the_start_stalls_without_changes() {
+    let mut world = World::two_stages();
+    world.gates.invalid = Some("spec.stages[1].smokeTest.template: rejected".into());
+    let plan = world.reconcile();
+    assert_eq!(plan.action, Action::None);
+    assert_condition(&world, "Stalled", "True", "InvalidSpec");
+    assert!(
+        world.status().stages[0].deployments.is_empty(),
+        "nothing captured"
+    );
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.type_ == EventType::Warning && e.reason == "InvalidSpec")
+    );
+
+    // Fixed: the release starts.
+    world.gates.invalid = None;
+    world.reconcile();
+    assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
+}
