@@ -136,6 +136,18 @@ impl Env {
         start_controller(self.client.clone(), &self.ns)
     }
 
+    /// Creates release web-2-0-0 (version 2.0.0, image web:2.0.0) with the given smoke tests.
+    async fn create_v2(&self, staging: Smoke, production: Smoke) -> anyhow::Result<()> {
+        self.create(&release(
+            "web-2-0-0",
+            "2.0.0",
+            NEW_IMAGE,
+            staging,
+            production,
+        ))
+        .await
+    }
+
     async fn create(&self, release: &Release) -> anyhow::Result<()> {
         self.releases
             .create(&PostParams::default(), release)
@@ -270,14 +282,7 @@ fn stage_phase(status: &ReleaseStatus, stage: &str) -> Option<StagePhase> {
 async fn release_goes_through_staging_and_production() -> anyhow::Result<()> {
     let env = Env::new("life-happy").await?;
     let _controller = env.controller();
-    env.create(&release(
-        "web-2-0-0",
-        "2.0.0",
-        NEW_IMAGE,
-        Smoke::Passes,
-        Smoke::Passes,
-    ))
-    .await?;
+    env.create_v2(Smoke::Passes, Smoke::Passes).await?;
 
     // What a user or a pipeline does: kubectl wait on the Ready condition.
     env.kubectl(&[
@@ -351,14 +356,7 @@ async fn staging_smoke_failure_reverts_staging_without_revision_history_and_spar
         Env::with_deployment_spec("life-staging-fail", &json!({"revisionHistoryLimit": 0})).await?;
     let prod_before = env.deployments.get("web-prod").await?;
     let _controller = env.controller();
-    env.create(&release(
-        "web-2-0-0",
-        "2.0.0",
-        NEW_IMAGE,
-        Smoke::Fails,
-        Smoke::Passes,
-    ))
-    .await?;
+    env.create_v2(Smoke::Fails, Smoke::Passes).await?;
 
     let status = env
         .wait_condition("web-2-0-0", "RolledBack", "True")
@@ -416,14 +414,7 @@ async fn production_verification_failure_reverts_production_and_keeps_staging() 
 {
     let env = Env::new("life-prod-fail").await?;
     let _controller = env.controller();
-    env.create(&release(
-        "web-2-0-0",
-        "2.0.0",
-        NEW_IMAGE,
-        Smoke::Passes,
-        Smoke::Fails,
-    ))
-    .await?;
+    env.create_v2(Smoke::Passes, Smoke::Fails).await?;
 
     let status = env
         .wait_condition("web-2-0-0", "RolledBack", "True")
@@ -494,14 +485,7 @@ async fn a_rollout_that_misses_its_progress_deadline_is_reverted() -> anyhow::Re
 async fn abort_after_success_rolls_back_production_and_staging() -> anyhow::Result<()> {
     let env = Env::new("life-abort-after").await?;
     let _controller = env.controller();
-    env.create(&release(
-        "web-2-0-0",
-        "2.0.0",
-        NEW_IMAGE,
-        Smoke::Passes,
-        Smoke::Passes,
-    ))
-    .await?;
+    env.create_v2(Smoke::Passes, Smoke::Passes).await?;
     env.wait_condition("web-2-0-0", "Ready", "True").await?;
 
     env.abort("web-2-0-0").await?;
@@ -525,14 +509,7 @@ async fn abort_after_success_rolls_back_production_and_staging() -> anyhow::Resu
 async fn abort_during_staging_reverts_staging() -> anyhow::Result<()> {
     let env = Env::new("life-abort-during").await?;
     let _controller = env.controller();
-    env.create(&release(
-        "web-2-0-0",
-        "2.0.0",
-        NEW_IMAGE,
-        Smoke::NeverFinishes,
-        Smoke::Passes,
-    ))
-    .await?;
+    env.create_v2(Smoke::NeverFinishes, Smoke::Passes).await?;
     env.wait_condition("web-2-0-0", "StagingDeployed", "True")
         .await?;
     assert_eq!(env.image("web-staging").await?, NEW_IMAGE);
@@ -555,14 +532,7 @@ async fn abort_during_staging_reverts_staging() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_restarted_controller_finishes_without_repeating_a_step() -> anyhow::Result<()> {
     let env = Env::new("life-restart").await?;
-    env.create(&release(
-        "web-2-0-0",
-        "2.0.0",
-        NEW_IMAGE,
-        Smoke::Passes,
-        Smoke::Passes,
-    ))
-    .await?;
+    env.create_v2(Smoke::Passes, Smoke::Passes).await?;
 
     // Kill the controller right after the staging rollout was sent...
     let controller = env.controller();
@@ -611,14 +581,7 @@ async fn two_releases_never_drive_one_deployment_at_once() -> anyhow::Result<()>
     let env = Env::new("life-two").await?;
     let _controller = env.controller();
     // The first release holds the staging Deployment: its smoke test never finishes.
-    env.create(&release(
-        "web-2-0-0",
-        "2.0.0",
-        NEW_IMAGE,
-        Smoke::NeverFinishes,
-        Smoke::Passes,
-    ))
-    .await?;
+    env.create_v2(Smoke::NeverFinishes, Smoke::Passes).await?;
     env.wait_condition("web-2-0-0", "StagingDeployed", "True")
         .await?;
 
@@ -680,14 +643,7 @@ fn relman_writes(meta: &kube::api::ObjectMeta) -> Vec<String> {
 async fn a_finished_release_costs_no_writes() -> anyhow::Result<()> {
     let env = Env::new("life-steady").await?;
     let _controller = env.controller();
-    env.create(&release(
-        "web-2-0-0",
-        "2.0.0",
-        NEW_IMAGE,
-        Smoke::Passes,
-        Smoke::Passes,
-    ))
-    .await?;
+    env.create_v2(Smoke::Passes, Smoke::Passes).await?;
     env.wait_condition("web-2-0-0", "Ready", "True").await?;
 
     // Poke every watched object so the controller reconciles again, then check that relman's
