@@ -14,4 +14,5 @@ pub mod error;
 pub mod http;
 pub mod k8s;
 pub mod plan;
+pub mod plugin;
 pub mod telemetry;

@@ -160,6 +160,8 @@ fn invalid_cases() -> Vec<Case> {
         Case { what: "weekly start is not HH:MM", resource: cal, spec: with(good_calendar(), "/windows/0/weekly/start", json!("9am")), field: "spec.windows[0].weekly.start", hint: "HH:MM" },
         Case { what: "freeze with neither start nor rrule", resource: cal, spec: with(good_calendar(), "/freezes/0", json!({"name": "f"})), field: "spec.freezes[0]", hint: "needs a start" },
         Case { what: "freeze allows an unknown type", resource: cal, spec: with(good_calendar(), "/freezes/0/allowTypes", json!(["Hotfix"])), field: "spec.freezes[0].allowTypes[0]", hint: "\"Patch\", \"Minor\", \"Major\"" },
+        Case { what: "recurring freeze with an end", resource: cal, spec: with(good_calendar(), "/freezes/0", json!({"name": "f", "rrule": "FREQ=WEEKLY;BYDAY=FR;BYHOUR=14", "duration": "10h", "end": "2027-01-04"})), field: "spec.freezes[0]", hint: "UNTIL" },
+        Case { what: "one-off freeze with a duration", resource: cal, spec: with(good_calendar(), "/freezes/0/duration", json!("48h")), field: "spec.freezes[0]", hint: "only a freeze with an rrule takes a duration" },
     ]
 }
 

@@ -29,7 +29,13 @@ const LOCAL_DATE_TIME: &str = "self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{
     printcolumn(name = "Time Zone", type_ = "string", json_path = ".spec.timeZone"),
     printcolumn(name = "Open", type_ = "boolean", json_path = ".status.open"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
-    printcolumn(name = "Next Change", type_ = "date", json_path = ".status.nextChange"),
+    // A string, not a date: kubectl shows a date column as the time since it, and a future
+    // time as <invalid>.
+    printcolumn(
+        name = "Next Change",
+        type_ = "string",
+        json_path = ".status.nextChange"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -145,7 +151,9 @@ pub enum Weekday {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.start) || has(self.rrule)").message("a freeze needs a start (with an optional end) or an rrule with a duration"),
-    validation = Rule::new("!has(self.rrule) || has(self.duration)").message("a freeze with an rrule needs a duration, e.g. 48h")
+    validation = Rule::new("!has(self.rrule) || has(self.duration)").message("a freeze with an rrule needs a duration, e.g. 48h"),
+    validation = Rule::new("!has(self.rrule) || !has(self.end)").message("a recurring freeze uses UNTIL in its rrule, not end"),
+    validation = Rule::new("!has(self.duration) || has(self.rrule)").message("only a freeze with an rrule takes a duration; give a one-off freeze an end")
 )]
 pub struct Freeze {
     /// A name for the freeze, e.g. year-end.
@@ -158,7 +166,8 @@ pub struct Freeze {
     pub reason: Option<String>,
 
     /// When the freeze starts: a local date-time or date in the calendar's time zone (or with an
-    /// explicit offset), e.g. 2026-12-20 or 2026-12-20T18:00.
+    /// explicit offset), e.g. 2026-12-20 or 2026-12-20T18:00. For a recurring freeze it is the
+    /// recurrence's start (DTSTART).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(LOCAL_DATE_TIME).message("start must be a date or local date-time such as 2026-12-20 or 2026-12-20T18:00"))]
@@ -183,7 +192,7 @@ pub struct Freeze {
     #[x_kube(validation = Rule::new(DURATION).message("duration must be a duration such as 10h or 48h"))]
     pub duration: Option<String>,
 
-    /// Release types that may go out anyway, e.g. [Patch] to let hotfixes through.
+    /// Release types that may go out anyway, e.g. Patch to let hotfixes through.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 3))]
     pub allow_types: Vec<ReleaseType>,
@@ -234,7 +243,9 @@ pub struct ReleaseCalendarStatus {
     /// Whether a Minor release could go out now (freezes may still let Patch releases through).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open: Option<bool>,
-    /// Why the calendar is open or closed: InWindow, NoWindows, WindowClosed or Frozen.
+    /// Why the calendar is open or closed for a Minor release: InWindow, NoWindows,
+    /// FrozenButAllowed (a freeze holds that lets Minor releases through), WindowClosed, Frozen,
+    /// or CalendarInvalid (see the Stalled condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Details, e.g. the window or freeze in force.

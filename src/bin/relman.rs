@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use relman::controller::calendar::{CalendarController, CalendarScope};
 use relman::controller::{self, Context};
 use relman::plan::PlanConfig;
 use relman::{http, telemetry};
@@ -21,6 +22,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {e}")
     })?;
     let instance = std::env::var("POD_NAME").ok();
+    // RELMAN_NAMESPACE limits relman to one namespace; unset, it serves them all.
+    let namespace = std::env::var("RELMAN_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty());
+    // RELMAN_CALENDAR_SELECTOR limits the calendar controller to the ReleaseCalendars with
+    // matching labels; unset, it keeps the status of every calendar.
+    let calendars = CalendarController::new(
+        client.clone(),
+        CalendarScope {
+            release_namespace: namespace.clone(),
+            calendar_selector: std::env::var("RELMAN_CALENDAR_SELECTOR")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        },
+    );
     let ctx = Arc::new(Context::new(client, instance, PlanConfig::default()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -30,19 +46,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let server = tokio::spawn(http::serve(addr, wait_for_stop()));
+    let server = tokio::spawn(http::serve(addr, calendars.cache(), wait_for_stop()));
     let signal = tokio::spawn(async move {
         http::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    // RELMAN_NAMESPACE limits relman to one namespace; unset, it serves them all.
-    let namespace = std::env::var("RELMAN_NAMESPACE")
-        .ok()
-        .filter(|n| !n.is_empty());
-    let result = controller::run(ctx, namespace, wait_for_stop()).await;
+    let (releases, calendars) = tokio::join!(
+        controller::run(ctx, namespace, wait_for_stop()),
+        calendars.run(wait_for_stop()),
+    );
     signal.abort();
     server.abort();
-    result?;
+    releases?;
+    calendars?;
     tracing::info!("relman stopped");
     Ok(())
 }

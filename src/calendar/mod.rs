@@ -24,6 +24,7 @@
 mod compiled;
 mod duration;
 mod error;
+pub mod ical;
 mod local;
 mod recurrence;
 mod schedule;

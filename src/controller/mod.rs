@@ -7,6 +7,7 @@
 //! Releases, the Jobs and Deployments it drives (by label), ReleaseApprovals and
 //! ReleaseCalendars, so a finished Job or a new approval moves a release on at once.
 
+pub mod calendar;
 mod gates;
 mod observe;
 
@@ -94,6 +95,7 @@ pub async fn run(
     let controller = Controller::new(releases.clone(), watcher::Config::default().any_semantic());
     let store = controller.store();
     let calendar_store = store.clone();
+    let calendar_generations = GenerationMemory::default();
     controller
         // A Release that changes (e.g. finishes) may free a Deployment another one waits for.
         .watches(releases, watcher::Config::default(), move |changed| {
@@ -122,6 +124,11 @@ pub async fn run(
             Api::<ReleaseCalendar>::all(client.clone()),
             watcher::Config::default(),
             move |calendar| {
+                // Only a change of the calendar's spec can change a window; its status writes
+                // (every open/close) must not wake every Release that names it.
+                if !calendar_generations.changed(&calendar) {
+                    return Vec::new();
+                }
                 let name = calendar.name_any();
                 calendar_store
                     .state()
@@ -141,6 +148,26 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+/// The last `metadata.generation` seen per object, to tell spec changes from status writes.
+#[derive(Default)]
+struct GenerationMemory(Mutex<HashMap<String, Option<i64>>>);
+
+impl GenerationMemory {
+    /// Whether `object`'s generation differs from the one seen last (true the first time).
+    fn changed<K: Resource>(&self, object: &K) -> bool {
+        let key = object
+            .meta()
+            .uid
+            .clone()
+            .unwrap_or_else(|| object.name_any());
+        let generation = object.meta().generation;
+        match self.0.lock() {
+            Ok(mut seen) => seen.insert(key, generation) != Some(generation),
+            Err(_) => true,
+        }
+    }
 }
 
 /// The other unfinished Releases that name one of `changed`'s Deployments.
@@ -341,5 +368,64 @@ async fn publish_events(ctx: &Context, release: &Release, plan: &Plan) {
         if let Err(e) = ctx.recorder.publish(&kube_event, &reference).await {
             tracing::warn!(error = %e, reason = %event.reason, "could not record an Event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calendar(generation: i64) -> ReleaseCalendar {
+        let mut calendar: ReleaseCalendar = serde_json::from_value(json!({
+            "apiVersion": "relman.io/v1alpha1",
+            "kind": "ReleaseCalendar",
+            "metadata": {"name": "q4", "uid": "u-1"},
+            "spec": {}
+        }))
+        .expect("valid calendar");
+        calendar.metadata.generation = Some(generation);
+        calendar
+    }
+
+    #[test]
+    fn generation_memory_tells_spec_changes_from_status_writes() {
+        let memory = GenerationMemory::default();
+        assert!(
+            memory.changed(&calendar(1)),
+            "first sight counts as a change"
+        );
+        assert!(
+            !memory.changed(&calendar(1)),
+            "a status write keeps the generation"
+        );
+        assert!(memory.changed(&calendar(2)), "a spec edit bumps it");
+    }
+
+    #[test]
+    fn releases_sharing_a_deployment_are_found_unless_finished() {
+        let release = |name: &str, deployment: &str, phase: Option<ReleasePhase>| {
+            let mut r: Release = serde_json::from_value(json!({
+                "apiVersion": "relman.io/v1alpha1", "kind": "Release",
+                "metadata": {"name": name, "namespace": "shop", "uid": name},
+                "spec": {"application": "web", "version": "1.0.0", "type": "Patch", "owner": "o",
+                    "images": [{"container": "api", "image": "web:1"}],
+                    "stages": [{"name": "staging", "deployments": [deployment]}]}
+            }))
+            .expect("valid release");
+            r.status = phase.map(|p| ReleaseStatus {
+                phase: Some(p),
+                ..Default::default()
+            });
+            Arc::new(r)
+        };
+        let changed = release("a", "web", Some(ReleasePhase::RolledBack));
+        let all = vec![
+            changed.clone(),
+            release("waiting", "web", Some(ReleasePhase::Pending)),
+            release("done", "web", Some(ReleasePhase::Succeeded)),
+            release("other", "api", None),
+        ];
+        let found = releases_sharing_a_deployment(&all, &changed);
+        assert_eq!(found, vec![ObjectRef::new("waiting").within("shop")]);
     }
 }
