@@ -15,6 +15,9 @@ pub enum Error {
     /// The status write raced with a newer version of the Release; the next event retries.
     #[error("the Release changed while it was reconciled; retrying with the newer version")]
     Conflict,
+    /// This replica does not hold the leader Lease (or just lost it): it must not write.
+    #[error("this replica is not the leader; the leader reconciles")]
+    NotLeader,
 }
 
 impl Error {
@@ -29,6 +32,7 @@ impl Error {
             Self::Serialize(_) => "Serialize",
             Self::MissingField(_) => "MissingField",
             Self::Conflict => "Conflict",
+            Self::NotLeader => "NotLeader",
         }
     }
 }

@@ -1,21 +1,29 @@
 //! The controller's HTTP endpoints:
 //!
-//! - `/healthz`: the process is alive; `/readyz`: it serves.
+//! - `/healthz`: the process is alive.
+//! - `/readyz`: the Release controller's and the calendar controller's watches have listed
+//!   their objects once (503 with what it waits for until then). A standby replica is ready
+//!   too: it keeps its caches warm to take over at once.
+//! - `/metrics`: Prometheus metrics ([`Metrics`]), in the Prometheus text format, or
+//!   OpenMetrics when the scraper asks for it.
 //! - `/calendars/<name>.ics`: the iCalendar feed (RFC 5545) of the ReleaseCalendar `<name>`,
 //!   for calendar apps to subscribe to. It is rendered from the calendar controller's watches
 //!   ([`CalendarCache`]), so a request costs no API call.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Router, routing::get};
 use tokio::net::TcpListener;
 
 use crate::controller::calendar::CalendarCache;
+use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+use crate::readiness::ReadyFlag;
 
 /// The media type of the feed.
 pub const CALENDAR_CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
@@ -23,41 +31,111 @@ pub const CALENDAR_CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
 /// How long a feed request waits for the calendar controller's first listing.
 const CACHE_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long `/readyz` looks at the calendar controller's caches: they are ready or not.
+const READY_PROBE_WAIT: Duration = Duration::from_millis(10);
+
+/// What the endpoints read: the calendar controller's caches, the metrics, and whether the
+/// Release controller's cache has synced.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The calendars and Releases the calendar controller watches.
+    pub calendars: CalendarCache,
+    /// The metrics `/metrics` serves.
+    pub metrics: Arc<Metrics>,
+    /// Set by the Release controller once its watch listed every Release; `None` when no
+    /// Release controller runs in this process.
+    pub releases_ready: Option<ReadyFlag>,
+}
+
+impl From<CalendarCache> for HttpState {
+    /// The calendar feed alone: fresh metrics, readiness from the calendar caches.
+    fn from(calendars: CalendarCache) -> Self {
+        Self {
+            calendars,
+            metrics: Arc::new(Metrics::new()),
+            releases_ready: None,
+        }
+    }
+}
+
 /// Serves the HTTP endpoints on `addr` until `shutdown` completes.
 pub async fn serve(
     addr: SocketAddr,
-    calendars: CalendarCache,
+    state: impl Into<HttpState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    serve_on(listener, calendars, shutdown).await
+    serve_on(listener, state, shutdown).await
 }
 
 /// Serves the HTTP endpoints on a bound listener (tests bind port 0 and read the address).
 pub async fn serve_on(
     listener: TcpListener,
-    calendars: CalendarCache,
+    state: impl Into<HttpState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(calendars))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 /// The routes, separate from the listener so tests can call them directly.
-pub fn router(calendars: CalendarCache) -> Router {
+pub fn router(state: impl Into<HttpState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/calendars/{file}", get(calendar_feed))
-        .with_state(calendars)
+        .with_state(state.into())
+}
+
+/// `GET /readyz`: 200 once every watch has listed its objects, else 503 naming the others.
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let mut waiting = Vec::new();
+    if state
+        .releases_ready
+        .as_ref()
+        .is_some_and(|ready| !ready.is_ready())
+    {
+        waiting.push("the Release watch");
+    }
+    if !state.calendars.wait_until_ready(READY_PROBE_WAIT).await {
+        waiting.push("the calendar watches");
+    }
+    if waiting.is_empty() {
+        text(StatusCode::OK, "ok\n".to_owned())
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: waiting for {}\n", waiting.join(" and ")),
+        )
+    }
+}
+
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics when `Accept` asks for it.
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/openmetrics-text"));
+    let (encoded, content_type) = if openmetrics {
+        (state.metrics.encode_openmetrics(), OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (state.metrics.encode_prometheus(), PROMETHEUS_CONTENT_TYPE)
+    };
+    match encoded {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode the metrics\n".to_owned(),
+        ),
+    }
 }
 
 /// `GET /calendars/<name>.ics`.
-async fn calendar_feed(
-    State(calendars): State<CalendarCache>,
-    Path(file): Path<String>,
-) -> Response {
+async fn calendar_feed(State(state): State<HttpState>, Path(file): Path<String>) -> Response {
+    let calendars = state.calendars;
     let Some(name) = file.strip_suffix(".ics") else {
         return text(
             StatusCode::NOT_FOUND,

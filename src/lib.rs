@@ -5,6 +5,9 @@
 //! - [`plan`]: the release state machine (pure).
 //! - [`controller`]: observe → plan → status → act, driven by watch events.
 //! - [`k8s`]: the API calls relman makes on Deployments and Jobs.
+//! - [`leader`]: leader election on a Lease; only the leader writes.
+//! - [`metrics`]: Prometheus metrics, DORA included; [`http`] serves them.
+//! - [`notes`]: the release notes relman publishes before production (pure).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -13,6 +16,10 @@ pub mod controller;
 pub mod error;
 pub mod http;
 pub mod k8s;
+pub mod leader;
+pub mod metrics;
+pub mod notes;
 pub mod plan;
 pub mod plugin;
+pub mod readiness;
 pub mod telemetry;

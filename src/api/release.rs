@@ -385,7 +385,7 @@ pub struct NotifyTarget {
     /// The events to send. Defaults to Released, RolledBack and IncidentOpened.
     #[serde(default = "default_notify_events")]
     #[schemars(length(max = 8))]
-    pub on: Vec<NotifyEvent>,
+    pub events: Vec<NotifyEvent>,
     /// The payload format: Slack (Slack-compatible JSON) or CDEvents. Defaults to Slack.
     #[serde(default)]
     pub format: NotifyFormat,

@@ -67,7 +67,7 @@ fn release_defaults_apply() {
     // Notification defaults: Slack format, the three events that matter most.
     assert_eq!(spec.notify[0].format, NotifyFormat::Slack);
     assert_eq!(
-        spec.notify[0].on,
+        spec.notify[0].events,
         [
             NotifyEvent::Released,
             NotifyEvent::RolledBack,

@@ -1,28 +1,48 @@
 //! The gates the planner consumes: pre-release requirements and the calendar's window.
 //!
-//! Requirements: the built-in ones of the release guide (release notes drafted, rollback plan
-//! documented, smoke tests prepared) and the named ones of `spec.requirements`, met by an
+//! Requirements: the release type check (`versionType`: `spec.type` against the semver bump
+//! from the application's newest release that succeeded), the built-in ones of the release
+//! guide (release notes drafted, rollback plan documented, smoke tests prepared, migration
+//! steps of a Major release listed) and the named ones of `spec.requirements`, met by an
 //! approved ReleaseApproval of this version or by a condition on another object.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Scope, pinned_kind};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
+use semver::Version;
 
-use crate::api::release::StagePhase;
-use crate::api::release::{ConditionGate, RequirementStatus};
-use crate::api::{Decision, Release, ReleaseCalendar};
+use crate::api::release::{ConditionGate, ReleasePhase, RequirementStatus, StagePhase};
+use crate::api::{Decision, Release, ReleaseCalendar, ReleaseType};
 use crate::calendar::CompiledCalendar;
 use crate::error::Result;
 use crate::k8s::FIELD_MANAGER;
+use crate::notes::migration_steps_listed;
 use crate::plan::jobs::build_job;
 use crate::plan::{GateState, Gates, JobKind, ObservedApproval};
+
+/// The name of the release type check in `status.requirements`.
+pub const VERSION_TYPE: &str = "versionType";
+/// The name of the built-in requirement that a Major release lists its migration steps.
+pub const MIGRATION_STEPS_LISTED: &str = "migrationStepsListed";
+/// `RequirementsMet` reason: `spec.type` does not match the semver bump.
+pub const REASON_VERSION_TYPE_MISMATCH: &str = "VersionTypeMismatch";
+/// `RequirementsMet` reason: the version is not newer than the last release that succeeded.
+pub const REASON_VERSION_NOT_NEWER: &str = "VersionNotNewer";
+/// `RequirementsMet` reason for every other unmet requirement.
+pub const REASON_REQUIREMENTS_NOT_MET: &str = "RequirementsNotMet";
 
 /// How soon an unmet condition gate is looked at again. Condition gates name objects of any
 /// kind, which relman does not watch yet.
 const CONDITION_GATE_RECHECK: chrono::Duration = chrono::Duration::seconds(15);
+
+/// How long a reconcile waits for the Release store's first list before reading the API.
+const STORE_READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Evaluates the requirements and the window for `release`.
 pub async fn evaluate(
@@ -30,9 +50,13 @@ pub async fn evaluate(
     release: &Release,
     namespace: &str,
     approvals: &[ObservedApproval],
+    known: &KnownReleases,
     now: DateTime<Utc>,
 ) -> Result<Gates> {
-    let mut details = built_in_requirements(release);
+    let version = version_type(client, release, namespace, known).await?;
+    let reason = version.reason().unwrap_or(REASON_REQUIREMENTS_NOT_MET);
+    let mut details = vec![version.into_requirement()];
+    details.extend(built_in_requirements(release));
     let mut recheck = None;
     for requirement in &release.spec.requirements {
         let status = match &requirement.condition {
@@ -58,17 +82,23 @@ pub async fn evaluate(
     let requirements = if missing.is_empty() {
         GateState::open("RequirementsMet", "every pre-release requirement is met")
     } else {
-        GateState::closed(
-            "RequirementsNotMet",
-            format!("missing: {}", missing.join("; ")),
-            recheck,
-        )
+        GateState::closed(reason, format!("missing: {}", missing.join("; ")), recheck)
     };
     Ok(Gates {
         requirements,
         requirement_details: details,
         window: window(client, release, now).await?,
         invalid: invalid_jobs(client, release, namespace).await?,
+    })
+}
+
+/// Whether a stage of `release` has started, according to its stored status. The
+/// requirements are checked only until then; afterwards `RequirementsMet` keeps what it said.
+fn has_started(release: &Release) -> bool {
+    release.status.as_ref().is_some_and(|s| {
+        s.stages
+            .iter()
+            .any(|st| st.phase.is_some_and(|p| p != StagePhase::Pending))
     })
 }
 
@@ -81,12 +111,7 @@ async fn invalid_jobs(
     release: &Release,
     namespace: &str,
 ) -> Result<Option<String>> {
-    let started = release.status.as_ref().is_some_and(|s| {
-        s.stages
-            .iter()
-            .any(|st| st.phase.is_some_and(|p| p != StagePhase::Pending))
-    });
-    if started {
+    if has_started(release) {
         return Ok(None);
     }
     let params = PostParams {
@@ -125,7 +150,9 @@ async fn invalid_jobs(
     Ok(None)
 }
 
-/// The release guide's own requirements, checked from the spec alone.
+/// The release guide's own requirements, checked from the spec alone: notes drafted, rollback
+/// plan documented, smoke tests prepared, and (for a Major release) migration steps listed or
+/// stated as "none".
 pub fn built_in_requirements(release: &Release) -> Vec<RequirementStatus> {
     let spec = &release.spec;
     let notes = spec
@@ -162,6 +189,15 @@ pub fn built_in_requirements(release: &Release) -> Vec<RequirementStatus> {
                 without_smoke.join(", ")
             ),
         ),
+        requirement(
+            MIGRATION_STEPS_LISTED,
+            spec.release_type != ReleaseType::Major
+                || spec
+                    .notes
+                    .as_ref()
+                    .is_some_and(|n| migration_steps_listed(&n.migration_steps)),
+            "a Major release must list its migration steps in spec.notes.migrationSteps, or state [\"none\"]",
+        ),
     ]
 }
 
@@ -171,6 +207,233 @@ fn requirement(name: &str, met: bool, missing: &str) -> RequirementStatus {
         met,
         message: (!met).then(|| missing.to_owned()),
     }
+}
+
+// -------------------------------------------------------------------------------------------
+// The release type check
+// -------------------------------------------------------------------------------------------
+
+/// Where the release type check finds an application's earlier releases: the controller's
+/// Release store (no API call), or the API server when there is no store (e.g. outside the
+/// controller).
+#[derive(Clone, Default)]
+pub struct KnownReleases {
+    store: Option<Store<Release>>,
+}
+
+impl KnownReleases {
+    /// Reads the releases from the controller's reflector store.
+    pub fn from_store(store: Store<Release>) -> Self {
+        Self { store: Some(store) }
+    }
+
+    /// The Releases of `namespace`. A store is read once it has seen its first complete list,
+    /// so a controller that just started never takes "no earlier release" for an answer it
+    /// has not read yet.
+    async fn in_namespace(&self, client: &Client, namespace: &str) -> Result<Vec<Arc<Release>>> {
+        // `wait_until_ready` may wake only one of several concurrent waiters, so it is bounded:
+        // a store that is not ready at once is replaced by a list through the API.
+        if let Some(store) = &self.store
+            && tokio::time::timeout(STORE_READY_WAIT, store.wait_until_ready())
+                .await
+                .is_ok_and(|ready| ready.is_ok())
+        {
+            return Ok(store.state_filter(|r| r.namespace().as_deref() == Some(namespace)));
+        }
+        let api: Api<Release> = Api::namespaced(client.clone(), namespace);
+        Ok(api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+}
+
+/// The outcome of the release type check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeCheck {
+    /// `spec.type` matches the bump (or this is the application's first release); why.
+    Met(String),
+    /// `spec.type` does not match the bump; the message names both versions.
+    Mismatch(String),
+    /// The version is not newer than the application's newest release that succeeded.
+    NotNewer(String),
+}
+
+impl TypeCheck {
+    /// The `RequirementsMet` reason when the check fails.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Met(_) => None,
+            Self::Mismatch(_) => Some(REASON_VERSION_TYPE_MISMATCH),
+            Self::NotNewer(_) => Some(REASON_VERSION_NOT_NEWER),
+        }
+    }
+
+    /// The `versionType` row of `status.requirements`.
+    pub fn into_requirement(self) -> RequirementStatus {
+        let met = matches!(self, Self::Met(_));
+        let (Self::Met(message) | Self::Mismatch(message) | Self::NotNewer(message)) = self;
+        RequirementStatus {
+            name: VERSION_TYPE.to_owned(),
+            met,
+            message: Some(message),
+        }
+    }
+}
+
+/// The release type check of `release`, against the newest release of its application in
+/// `namespace` that succeeded. Done until the first stage starts; afterwards the recorded
+/// result stands (a later release succeeding must not change what this one was checked
+/// against).
+async fn version_type(
+    client: &Client,
+    release: &Release,
+    namespace: &str,
+    known: &KnownReleases,
+) -> Result<TypeCheck> {
+    if has_started(release) {
+        let recorded = release
+            .status
+            .iter()
+            .flat_map(|s| &s.requirements)
+            .find(|r| r.name == VERSION_TYPE)
+            .and_then(|r| r.message.clone());
+        return Ok(TypeCheck::Met(recorded.unwrap_or_else(|| {
+            "checked before the first stage started".to_owned()
+        })));
+    }
+    let releases = known.in_namespace(client, namespace).await?;
+    let previous = newest_succeeded(&releases, release);
+    let spec = &release.spec;
+    Ok(check_release_type(
+        &spec.application,
+        &spec.version,
+        spec.release_type,
+        previous
+            .as_ref()
+            .map(|(name, version)| (name.as_str(), version)),
+    ))
+}
+
+/// The newest (highest version) release of `release`'s application among `releases` that
+/// succeeded, other than `release` itself: its name and version. Pre-releases never count as
+/// the previous release: a release candidate that reached production does not move the
+/// baseline the final version is compared with.
+pub fn newest_succeeded(releases: &[Arc<Release>], release: &Release) -> Option<(String, Version)> {
+    releases
+        .iter()
+        .filter(|r| r.spec.application == release.spec.application)
+        .filter(|r| r.name_any() != release.name_any())
+        .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::Succeeded))
+        .filter_map(|r| {
+            let version = Version::parse(&r.spec.version).ok()?;
+            version.pre.is_empty().then(|| (r.name_any(), version))
+        })
+        .max_by(|(_, a), (_, b)| core(a).cmp(&core(b)))
+}
+
+/// What changed from one version to the next, by the rules of semantic versioning, looking
+/// at MAJOR.MINOR.PATCH only (pre-release and build metadata are ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bump {
+    /// The next version is the same or older.
+    NotNewer,
+    /// `kind` is the most significant number that went up; `reset` says whether the numbers
+    /// below it went back to 0, as semver asks (a Minor resets the patch number, a Major the
+    /// minor and patch numbers).
+    Newer {
+        /// Patch, Minor or Major.
+        kind: ReleaseType,
+        /// Whether the lower numbers are 0.
+        reset: bool,
+    },
+}
+
+/// The bump from `previous` to `next`.
+pub fn bump(previous: &Version, next: &Version) -> Bump {
+    if core(next) <= core(previous) {
+        return Bump::NotNewer;
+    }
+    if next.major > previous.major {
+        Bump::Newer {
+            kind: ReleaseType::Major,
+            reset: next.minor == 0 && next.patch == 0,
+        }
+    } else if next.minor > previous.minor {
+        Bump::Newer {
+            kind: ReleaseType::Minor,
+            reset: next.patch == 0,
+        }
+    } else {
+        Bump::Newer {
+            kind: ReleaseType::Patch,
+            reset: true,
+        }
+    }
+}
+
+/// The first version of release type `kind` after `previous`: 2.4.0 → 2.4.1, 2.5.0, 3.0.0.
+pub fn next_version(previous: &Version, kind: ReleaseType) -> Version {
+    let (major, minor, patch) = core(previous);
+    match kind {
+        ReleaseType::Patch => Version::new(major, minor, patch.saturating_add(1)),
+        ReleaseType::Minor => Version::new(major, minor.saturating_add(1), 0),
+        ReleaseType::Major => Version::new(major.saturating_add(1), 0, 0),
+    }
+}
+
+/// Checks that `version` of `application` is a `declared` release after `previous` (the name
+/// and version of the newest release that succeeded; `None` for the first release, which may
+/// have any type). A pre-release (2.5.0-rc.1) is checked by its MAJOR.MINOR.PATCH.
+pub fn check_release_type(
+    application: &str,
+    version: &str,
+    declared: ReleaseType,
+    previous: Option<(&str, &Version)>,
+) -> TypeCheck {
+    let Some((previous_name, previous)) = previous else {
+        return TypeCheck::Met(format!(
+            "{application} has no earlier release that succeeded in this namespace: any type is fine"
+        ));
+    };
+    let Ok(next) = Version::parse(version) else {
+        return TypeCheck::Mismatch(format!(
+            "spec.version {version} is not a semantic version, so its type cannot be checked"
+        ));
+    };
+    match bump(previous, &next) {
+        Bump::NotNewer => TypeCheck::NotNewer(format!(
+            "{application} {version} is not newer than {previous}, the newest release of \
+             {application} that succeeded (Release {previous_name})"
+        )),
+        Bump::Newer { kind, reset } if kind == declared && reset => TypeCheck::Met(format!(
+            "{application} {version} is a {kind} after {previous}"
+        )),
+        Bump::Newer { kind, reset } => {
+            let mut message = if kind == declared {
+                format!("{application} {version} is not a valid {kind} after {previous}")
+            } else {
+                format!(
+                    "{application} {version} is a {kind} after {previous}, but spec.type says {declared}"
+                )
+            };
+            if !reset {
+                message += &format!(
+                    "; a {kind} release resets the numbers below the one it bumps to 0 (the next {kind} is {})",
+                    next_version(previous, kind)
+                );
+            }
+            TypeCheck::Mismatch(message)
+        }
+    }
+}
+
+/// MAJOR.MINOR.PATCH, for comparisons that ignore pre-release and build metadata.
+fn core(version: &Version) -> (u64, u64, u64) {
+    (version.major, version.minor, version.patch)
 }
 
 /// A named requirement met by an approved ReleaseApproval of this version.
@@ -311,4 +574,209 @@ async fn window(
             }
         }
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::api::ReleaseStatus;
+    use serde_json::json;
+
+    fn v(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    fn check(version: &str, declared: ReleaseType, previous: Option<&str>) -> TypeCheck {
+        let previous = previous.map(v);
+        check_release_type(
+            "checkout",
+            version,
+            declared,
+            previous.as_ref().map(|p| ("checkout-prev", p)),
+        )
+    }
+
+    fn release(
+        name: &str,
+        version: &str,
+        release_type: &str,
+        phase: Option<ReleasePhase>,
+    ) -> Release {
+        let mut release: Release = serde_json::from_value(json!({
+            "apiVersion": "relman.io/v1alpha1",
+            "kind": "Release",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {
+                "application": "checkout", "version": version, "type": release_type,
+                "owner": "team", "rollbackPlan": "plan",
+                "notes": {"summary": "s"},
+                "images": [{"container": "api", "image": "checkout"}],
+                "stages": [{"name": "staging", "deployments": ["api"], "smokeTest": {"template": {}}}]
+            }
+        }))
+        .unwrap();
+        release.status = phase.map(|phase| ReleaseStatus {
+            phase: Some(phase),
+            ..ReleaseStatus::default()
+        });
+        release
+    }
+
+    #[test]
+    fn bumps_follow_semver() {
+        use ReleaseType::*;
+        let newer = |kind, reset| Bump::Newer { kind, reset };
+        assert_eq!(bump(&v("2.4.0"), &v("2.4.1")), newer(Patch, true));
+        assert_eq!(bump(&v("2.4.0"), &v("2.4.7")), newer(Patch, true));
+        assert_eq!(bump(&v("2.4.3"), &v("2.5.0")), newer(Minor, true));
+        assert_eq!(bump(&v("2.4.3"), &v("2.5.1")), newer(Minor, false));
+        assert_eq!(bump(&v("2.4.3"), &v("3.0.0")), newer(Major, true));
+        assert_eq!(bump(&v("2.4.3"), &v("3.1.0")), newer(Major, false));
+        assert_eq!(bump(&v("2.4.0"), &v("2.4.0")), Bump::NotNewer);
+        assert_eq!(bump(&v("2.4.0"), &v("2.3.9")), Bump::NotNewer);
+        assert_eq!(bump(&v("2.4.0"), &v("1.9.0")), Bump::NotNewer);
+        // Pre-release and build metadata do not count: 2.4.0-rc.1 is not newer than 2.4.0.
+        assert_eq!(bump(&v("2.4.0"), &v("2.4.0-rc.1")), Bump::NotNewer);
+        assert_eq!(bump(&v("2.4.0"), &v("2.5.0-rc.1")), newer(Minor, true));
+        assert_eq!(bump(&v("2.4.0"), &v("2.4.0+build.7")), Bump::NotNewer);
+    }
+
+    #[test]
+    fn a_matching_type_is_met() {
+        assert_eq!(
+            check("2.4.1", ReleaseType::Patch, Some("2.4.0")),
+            TypeCheck::Met("checkout 2.4.1 is a Patch after 2.4.0".into())
+        );
+        assert!(matches!(
+            check("2.5.0", ReleaseType::Minor, Some("2.4.3")),
+            TypeCheck::Met(_)
+        ));
+        assert!(matches!(
+            check("3.0.0", ReleaseType::Major, Some("2.4.3")),
+            TypeCheck::Met(_)
+        ));
+        assert!(matches!(
+            check("3.0.0-rc.1", ReleaseType::Major, Some("2.4.3")),
+            TypeCheck::Met(_)
+        ));
+    }
+
+    #[test]
+    fn the_first_release_may_have_any_type() {
+        for declared in [ReleaseType::Patch, ReleaseType::Minor, ReleaseType::Major] {
+            assert!(matches!(check("0.1.0", declared, None), TypeCheck::Met(_)));
+        }
+    }
+
+    #[test]
+    fn a_mismatch_names_both_versions_and_both_types() {
+        let result = check("2.4.1", ReleaseType::Minor, Some("2.4.0"));
+        assert_eq!(
+            result,
+            TypeCheck::Mismatch(
+                "checkout 2.4.1 is a Patch after 2.4.0, but spec.type says Minor".into()
+            )
+        );
+        assert_eq!(result.reason(), Some(REASON_VERSION_TYPE_MISMATCH));
+        // A hotfix that is really a feature release cannot slip through a Patch-only freeze.
+        assert!(matches!(
+            check("2.5.0", ReleaseType::Patch, Some("2.4.0")),
+            TypeCheck::Mismatch(m) if m.contains("is a Minor after 2.4.0, but spec.type says Patch")
+        ));
+    }
+
+    #[test]
+    fn a_bump_that_does_not_reset_the_lower_numbers_is_a_mismatch() {
+        let TypeCheck::Mismatch(message) = check("2.5.1", ReleaseType::Minor, Some("2.4.0")) else {
+            panic!("expected a mismatch");
+        };
+        assert!(
+            message.contains("is not a valid Minor after 2.4.0"),
+            "{message}"
+        );
+        assert!(message.contains("the next Minor is 2.5.0"), "{message}");
+        let TypeCheck::Mismatch(message) = check("3.1.0", ReleaseType::Minor, Some("2.4.0")) else {
+            panic!("expected a mismatch");
+        };
+        assert!(
+            message.contains("is a Major after 2.4.0, but spec.type says Minor"),
+            "{message}"
+        );
+        assert!(message.contains("the next Major is 3.0.0"), "{message}");
+    }
+
+    #[test]
+    fn a_version_not_newer_names_the_release_it_compares_with() {
+        for version in ["2.4.0", "2.3.9", "2.4.0-rc.2"] {
+            let result = check(version, ReleaseType::Patch, Some("2.4.0"));
+            assert_eq!(result.reason(), Some(REASON_VERSION_NOT_NEWER), "{version}");
+            let row = result.into_requirement();
+            assert_eq!(row.name, VERSION_TYPE);
+            assert!(!row.met);
+            let message = row.message.unwrap();
+            assert!(
+                message.contains(&format!("checkout {version} is not newer than 2.4.0"))
+                    && message.contains("checkout-prev"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_baseline_is_the_highest_final_version_that_succeeded() {
+        use ReleasePhase::*;
+        let candidate = release("checkout-new", "2.6.0", "Minor", None);
+        let releases: Vec<Arc<Release>> = [
+            release("checkout-2-4-0", "2.4.0", "Minor", Some(Succeeded)),
+            release("checkout-2-5-0", "2.5.0", "Minor", Some(Succeeded)),
+            release("checkout-2-3-1", "2.3.1", "Patch", Some(Succeeded)), // a later backport
+            release("checkout-2-7-0", "2.7.0", "Minor", Some(RolledBack)),
+            release("checkout-2-8-0", "2.8.0", "Minor", Some(Progressing)),
+            release(
+                "checkout-2-9-0-rc-1",
+                "2.9.0-rc.1",
+                "Minor",
+                Some(Succeeded),
+            ),
+            release("checkout-new", "2.6.0", "Minor", Some(Succeeded)), // itself
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+        let mut other_app = release("billing-9-0-0", "9.0.0", "Major", Some(Succeeded));
+        other_app.spec.application = "billing".into();
+        let mut all = releases.clone();
+        all.push(Arc::new(other_app));
+        assert_eq!(
+            newest_succeeded(&all, &candidate),
+            Some(("checkout-2-5-0".to_owned(), v("2.5.0")))
+        );
+        assert_eq!(newest_succeeded(&[], &candidate), None);
+    }
+
+    #[test]
+    fn a_major_release_must_list_migration_steps() {
+        let mut major = release("checkout-3-0-0", "3.0.0", "Major", None);
+        let row = |r: &Release| {
+            built_in_requirements(r)
+                .into_iter()
+                .find(|row| row.name == MIGRATION_STEPS_LISTED)
+                .unwrap()
+        };
+        let missing = row(&major);
+        assert!(!missing.met);
+        assert!(
+            missing
+                .message
+                .unwrap()
+                .contains("spec.notes.migrationSteps")
+        );
+        if let Some(notes) = major.spec.notes.as_mut() {
+            notes.migration_steps = vec!["none".into()];
+        }
+        assert!(row(&major).met);
+        let minor = release("checkout-2-5-0", "2.5.0", "Minor", None);
+        assert!(row(&minor).met, "only Major releases must list them");
+    }
 }

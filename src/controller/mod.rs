@@ -5,14 +5,17 @@
 //! unchanged, and guarded by the Release's resourceVersion so a stale read never overwrites a
 //! newer status), then takes the step and records the planned Events. The controller watches
 //! Releases, the Jobs and Deployments it drives (by label), ReleaseApprovals and
-//! ReleaseCalendars, so a finished Job or a new approval moves a release on at once.
+//! ReleaseCalendars, so a finished Job or a new approval moves a release on at once. Only the
+//! replica holding the leader Lease reconciles and writes ([`crate::leader`]); reconciles,
+//! writes and the DORA transitions they record are counted in [`crate::metrics`].
 
 pub mod calendar;
 mod gates;
+mod notes;
 mod observe;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,15 +29,18 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-pub use gates::built_in_requirements;
+pub use gates::{KnownReleases, built_in_requirements};
 pub use observe::observe;
 
 use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval, ReleaseCalendar, ReleaseStatus};
 use crate::error::{Error, Result};
 use crate::k8s::{self, FIELD_MANAGER, deployment::Driver};
+use crate::leader::Leadership;
+use crate::metrics::{ControllerKind, Metrics, WriteKind};
 use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
 use crate::plan::{self, Action, EventType, Plan, PlanConfig};
+use crate::readiness::ReadyFlag;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -43,6 +49,14 @@ pub struct Context {
     config: PlanConfig,
     /// Consecutive failures per Release, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<Release>, u32>>,
+    /// The Releases the release type check compares with: the running controller's store.
+    known_releases: RwLock<KnownReleases>,
+    /// Whether this replica may write; always, unless leader election is on.
+    leadership: Leadership,
+    /// The metrics this controller reports.
+    metrics: Arc<Metrics>,
+    /// Set once the Release watch has listed every Release, for `/readyz`.
+    ready: ReadyFlag,
 }
 
 impl Context {
@@ -57,6 +71,100 @@ impl Context {
             client,
             config,
             failures: Mutex::new(HashMap::new()),
+            known_releases: RwLock::new(KnownReleases::default()),
+            leadership: Leadership::always(),
+            metrics: Arc::new(Metrics::new()),
+            ready: ReadyFlag::new(),
+        }
+    }
+
+    /// Where the release type check finds earlier releases (the store of the controller that
+    /// runs with this context, once it runs).
+    fn known_releases(&self) -> KnownReleases {
+        self.known_releases
+            .read()
+            .map(|known| known.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Leader election, metrics and readiness. [`Context::new`] is always the leader and keeps
+/// private metrics, which suits a single in-process controller; `relman` sets all three.
+impl Context {
+    /// Writes only while `leadership` says this replica is the leader.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// Reports to `metrics` (shared with the HTTP server's `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sets `ready` once the Release watch has listed every Release.
+    pub fn with_ready_flag(mut self, ready: ReadyFlag) -> Self {
+        self.ready = ready;
+        self
+    }
+
+    /// The metrics this controller reports.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Fails with [`Error::NotLeader`] unless this replica may write now. Checked right
+    /// before each write, so a replica that lost the Lease stops at once.
+    fn ensure_leader(&self) -> Result<()> {
+        if self.leadership.is_leader() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
+
+    /// Reports the Releases by phase and leadership from now on, and sets the ready flag once
+    /// `store` has listed every Release.
+    fn watch_store(&self, store: &kube::runtime::reflector::Store<Release>) {
+        self.metrics.watch_releases(store.clone());
+        self.metrics.watch_leadership(self.leadership.clone());
+        let (store, ready) = (store.clone(), self.ready.clone());
+        tokio::spawn(async move {
+            // Store::wait_until_ready wakes only the last of several waiters, so ask again
+            // now and then instead of waiting once.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => return ready.mark_ready(),
+                    Ok(Err(_)) => return,
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    /// Counts a status write and records the DORA observations it contains; `release` is
+    /// the Release as read before the write.
+    fn record_status_written(
+        &self,
+        release: &Release,
+        status: &ReleaseStatus,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        if release.status.as_ref() != Some(status) {
+            self.metrics
+                .wrote(ControllerKind::Release, WriteKind::Status);
+            self.metrics.record_status_written(release, status, now);
+        }
+    }
+
+    /// Counts the planned step once taken.
+    fn record_action(&self, action: &Action) {
+        if !matches!(action, Action::None) {
+            self.metrics
+                .wrote(ControllerKind::Release, WriteKind::Action);
         }
     }
 }
@@ -94,6 +202,10 @@ pub async fn run(
 
     let controller = Controller::new(releases.clone(), watcher::Config::default().any_semantic());
     let store = controller.store();
+    ctx.watch_store(&store);
+    if let Ok(mut known) = ctx.known_releases.write() {
+        *known = KnownReleases::from_store(store.clone());
+    }
     let calendar_store = store.clone();
     let calendar_generations = GenerationMemory::default();
     controller
@@ -138,6 +250,8 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        // A new leader reconciles every Release: the standby skipped them all.
+        .reconcile_all_on(ctx.leadership.gained())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -221,11 +335,22 @@ fn release_from_annotation(deployment: &Deployment) -> Option<ObjectRef<Release>
 
 /// One reconcile of one Release.
 async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> {
+    // A standby keeps its caches warm and reads nothing more; see `leader`.
+    ctx.ensure_leader()?;
+    let _timer = ctx.metrics.reconcile_timer(ControllerKind::Release);
     let started = std::time::Instant::now();
-    let observed = observe(&ctx.client, &release, &ctx.config, chrono::Utc::now()).await?;
+    let known = ctx.known_releases();
+    let now = chrono::Utc::now();
+    let observed = observe(&ctx.client, &release, &ctx.config, &known, now).await?;
     let plan = plan::plan(&observed);
+    ctx.ensure_leader()?;
+    // Release notes go out before the status records a started stage (so before production).
+    notes::publish(&ctx, &release, &plan.status).await?;
     write_status(&ctx.client, &release, &plan.status).await?;
+    ctx.record_status_written(&release, &plan.status, now);
+    ctx.ensure_leader()?;
     act(&ctx.client, &release, &plan.action).await?;
+    ctx.record_action(&plan.action);
     publish_events(&ctx, &release, &plan).await;
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&ObjectRef::from_obj(release.as_ref()));
@@ -246,6 +371,12 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
 /// Transient errors back off exponentially per Release, from 1 s to 5 min; a conflict (a
 /// newer Release is on its way through the watch) retries at once.
 fn error_policy(release: Arc<Release>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    if matches!(error, Error::NotLeader) {
+        // The leader carries on; becoming the leader reconciles every Release again.
+        return Requeue::await_change();
+    }
+    ctx.metrics
+        .reconcile_failed(ControllerKind::Release, error.category());
     if matches!(error, Error::Conflict) {
         return Requeue::requeue(Duration::from_millis(200));
     }
@@ -354,6 +485,9 @@ fn action_name(action: &Action) -> &'static str {
 async fn publish_events(ctx: &Context, release: &Release, plan: &Plan) {
     let reference = release.object_ref(&());
     for event in &plan.events {
+        if ctx.ensure_leader().is_err() {
+            return;
+        }
         let type_ = match event.type_ {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,
@@ -365,8 +499,11 @@ async fn publish_events(ctx: &Context, release: &Release, plan: &Plan) {
             action: action_name(&plan.action).to_owned(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&kube_event, &reference).await {
-            tracing::warn!(error = %e, reason = %event.reason, "could not record an Event");
+        match ctx.recorder.publish(&kube_event, &reference).await {
+            Ok(()) => ctx.metrics.wrote(ControllerKind::Release, WriteKind::Event),
+            Err(e) => {
+                tracing::warn!(error = %e, reason = %event.reason, "could not record an Event")
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use super::gates;
+use super::gates::{self, KnownReleases};
 use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};
@@ -21,18 +21,20 @@ use crate::plan::{
     JobState, Observed, ObservedApproval, ObservedDeployment, ObservedJob, PlanConfig,
 };
 
-/// Reads the Release's Deployments, Jobs, approvals and gates.
+/// Reads the Release's Deployments, Jobs, approvals and gates. `known` is where the release
+/// type check finds the application's earlier releases.
 pub async fn observe(
     client: &Client,
     release: &Release,
     config: &PlanConfig,
+    known: &KnownReleases,
     now: DateTime<Utc>,
 ) -> Result<Observed> {
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let approvals = approvals(client, release, &namespace).await?;
-    let gates = gates::evaluate(client, release, &namespace, &approvals, now).await?;
+    let gates = gates::evaluate(client, release, &namespace, &approvals, known, now).await?;
     Ok(Observed {
         deployments: deployments(client, release, &namespace).await?,
         jobs: jobs(client, release, &namespace).await?,

@@ -109,6 +109,7 @@ mod tests {
     fn stages_use_the_exported_labels() {
         assert!(STAGES.contains(&format!(r#"labels["{FAIL_LABEL}"]"#)));
         assert!(STAGES.contains(&format!(r#"labels["{NEVER_READY_LABEL}"]"#)));
+        assert!(STAGES.contains(&format!(r#"endswith("{NEVER_READY_IMAGE_SUFFIX}")"#)));
     }
 
     #[test]
@@ -128,6 +129,7 @@ mod tests {
                 "node-heartbeat-with-lease",
                 "pod-ready",
                 "pod-never-ready",
+                "pod-never-ready-image",
                 "pod-fail",
                 "pod-crash-loop",
                 "pod-complete",

@@ -12,7 +12,8 @@
 //!   the HTTP server's iCalendar feed reads too (see [`CalendarCache`]).
 //! - Writes: the status, with server-side apply on the status subresource, only when it
 //!   differs from the stored one, guarded by the calendar's resourceVersion so a status
-//!   computed from a stale read is rejected (409) instead of overwriting a newer one.
+//!   computed from a stale read is rejected (409) instead of overwriting a newer one. Only the
+//!   replica holding the leader Lease writes ([`crate::leader`]).
 
 mod cache;
 pub mod conflicts;
@@ -38,6 +39,8 @@ pub use cache::{CalendarCache, FEED_DAYS_AHEAD, FEED_DAYS_BACK};
 
 use crate::api::{Release, ReleaseCalendar, ReleaseCalendarStatus};
 use crate::k8s::FIELD_MANAGER;
+use crate::leader::Leadership;
+use crate::metrics::{ControllerKind, Metrics, WriteKind};
 
 use self::rows::release_key;
 use self::status::{DesiredStatus, desired_status, status_patch};
@@ -90,12 +93,17 @@ pub struct CalendarController {
     controller: Controller<ReleaseCalendar>,
     release_writer: Writer<Release>,
     cache: CalendarCache,
+    leadership: Leadership,
+    metrics: Arc<Metrics>,
 }
 
 /// What every reconcile shares.
 struct Context {
     client: Client,
     cache: CalendarCache,
+    /// Whether this replica may write; always, unless leader election is on.
+    leadership: Leadership,
+    metrics: Arc<Metrics>,
     /// Consecutive failures per calendar, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -119,7 +127,22 @@ impl CalendarController {
             controller,
             release_writer,
             cache,
+            leadership: Leadership::always(),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Writes only while `leadership` says this replica is the leader; becoming the leader
+    /// reconciles every calendar.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// Reports reconciles and writes to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The calendars and Releases this controller sees, for the iCalendar feed. They fill
@@ -149,14 +172,18 @@ impl CalendarController {
         // change. A channel of one coalesces bursts: a pending wake-up covers later changes.
         let (wake, woken) = mpsc::channel::<()>(1);
         let release_watch = watch_releases(releases, self.release_writer, self.cache.clone(), wake);
+        let gained_leadership = self.leadership.gained();
         let ctx = Arc::new(Context {
             client: self.client,
             cache: self.cache,
+            leadership: self.leadership,
+            metrics: self.metrics,
             failures: Mutex::new(HashMap::new()),
         });
         let controller = self
             .controller
             .reconcile_all_on(receiver_stream(woken))
+            .reconcile_all_on(gained_leadership)
             .graceful_shutdown_on(shutdown)
             .run(reconcile, error_policy, ctx)
             .for_each(|result| async move {
@@ -233,6 +260,11 @@ async fn reconcile(
         // Listing every Release before writing avoids a status that lists only some of them.
         return Ok(Requeue::requeue(Duration::from_secs(1)));
     }
+    if !ctx.leadership.is_leader() {
+        // A standby writes nothing; becoming the leader reconciles every calendar.
+        return Ok(Requeue::await_change());
+    }
+    let _timer = ctx.metrics.reconcile_timer(ControllerKind::Calendar);
     let name = calendar.name_any();
     let now = Utc::now();
     let releases = ctx.cache.releases_of(&name);
@@ -242,6 +274,10 @@ async fn reconcile(
         now,
     );
     let written = write_if_changed(&ctx.client, &calendar, &desired).await?;
+    if written {
+        ctx.metrics
+            .wrote(ControllerKind::Calendar, WriteKind::Status);
+    }
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&name);
     }
@@ -298,6 +334,8 @@ fn error_policy(
     error: &CalendarControllerError,
     ctx: Arc<Context>,
 ) -> Requeue {
+    ctx.metrics
+        .reconcile_failed(ControllerKind::Calendar, error.category());
     if matches!(error, CalendarControllerError::Conflict) {
         return Requeue::requeue(Duration::from_millis(200));
     }

@@ -1,0 +1,210 @@
+//! What the leader election and metrics tests share: a test namespace with the staging and
+//! production Deployments of application `web`, Releases of it, and a plain HTTP GET.
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::await_condition;
+use relman::api::{Release, ReleaseApproval, ReleaseStatus};
+use relman_testenv::{ControlPlane, FAIL_LABEL};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long a test waits for the cluster or the controller.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// The image the Deployments run before any release.
+pub const OLD_IMAGE: &str = "web:1.0.0";
+
+/// A test's namespace with the staging and production Deployments running [`OLD_IMAGE`].
+pub struct Env {
+    pub client: kube::Client,
+    pub ns: String,
+    pub releases: Api<Release>,
+    pub deployments: Api<Deployment>,
+}
+
+impl Env {
+    pub async fn new(prefix: &str) -> anyhow::Result<Self> {
+        let cp = ControlPlane::shared().await?;
+        let client = cp.client().await?;
+        let ns = cp.test_namespace(prefix).await?.name().to_owned();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        for name in ["web-staging", "web-prod"] {
+            deployments
+                .create(&PostParams::default(), &deployment(name))
+                .await?;
+        }
+        let env = Self {
+            releases: Api::namespaced(client.clone(), &ns),
+            client,
+            ns,
+            deployments,
+        };
+        for name in ["web-staging", "web-prod"] {
+            env.wait_available(name).await?;
+        }
+        Ok(env)
+    }
+
+    pub async fn create(&self, release: &Release) -> anyhow::Result<()> {
+        self.releases
+            .create(&PostParams::default(), release)
+            .await?;
+        Ok(())
+    }
+
+    /// Approves `release` (version `version`) at the production gate.
+    pub async fn approve_production(&self, release: &str, version: &str) -> anyhow::Result<()> {
+        let approval: ReleaseApproval = serde_json::from_value(json!({
+            "apiVersion": "relman.io/v1alpha1",
+            "kind": "ReleaseApproval",
+            "metadata": {"name": format!("{release}-production")},
+            "spec": {"release": release, "version": version, "gate": "production",
+                "decision": "Approved", "approver": relman_testenv::ADMIN_USER,
+                "comment": "Staging verified."}
+        }))?;
+        Api::<ReleaseApproval>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &approval)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn wait_available(&self, name: &str) -> anyhow::Result<()> {
+        let done = |d: Option<&Deployment>| {
+            d.is_some_and(|d| {
+                let status = d.status.clone().unwrap_or_default();
+                d.metadata.generation == status.observed_generation
+                    && status.updated_replicas == d.spec.replicas
+                    && status.available_replicas == d.spec.replicas
+                    && status.replicas == d.spec.replicas
+            })
+        };
+        tokio::time::timeout(WAIT, await_condition(self.deployments.clone(), name, done))
+            .await
+            .map_err(|_| anyhow::anyhow!("Deployment {name} did not become available"))??;
+        Ok(())
+    }
+
+    /// Waits until the Release's condition `type_` has `status`; returns the status then.
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+    ) -> anyhow::Result<ReleaseStatus> {
+        let holds = |s: &ReleaseStatus| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == status)
+        };
+        let cond = |r: Option<&Release>| r.and_then(|r| r.status.as_ref()).is_some_and(holds);
+        match tokio::time::timeout(WAIT, await_condition(self.releases.clone(), name, cond)).await {
+            Ok(found) => Ok(found?.and_then(|r| r.status).unwrap_or_default()),
+            Err(_) => {
+                let now = self.releases.get(name).await?.status;
+                anyhow::bail!("timed out waiting for {type_}={status} on {name}; status: {now:#?}")
+            }
+        }
+    }
+}
+
+fn deployment(name: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "api", "image": OLD_IMAGE}]}
+            }
+        }
+    }))
+    .expect("valid Deployment")
+}
+
+/// A smoke test that passes or fails.
+fn smoke(passes: bool) -> Value {
+    let labels = if passes {
+        json!({})
+    } else {
+        json!({ FAIL_LABEL: "true" })
+    };
+    json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {
+        "metadata": {"labels": labels},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
+    }}}})
+}
+
+/// How a test wants a Release of `web`.
+pub struct ReleaseOf<'a> {
+    pub version: &'a str,
+    /// Whether production's smoke test passes.
+    pub production_passes: bool,
+    /// Whether production waits for a sign-off.
+    pub production_approval: bool,
+    pub annotations: Value,
+}
+
+impl ReleaseOf<'_> {
+    /// The Release's name: `web-<version with dashes>`.
+    pub fn name(&self) -> String {
+        format!("web-{}", self.version.replace('.', "-"))
+    }
+
+    pub fn build(&self) -> Release {
+        let mut production = json!({"name": "production", "deployments": ["web-prod"],
+            "smokeTest": smoke(self.production_passes)});
+        if self.production_approval {
+            production["approval"] = json!({"approvers": 1});
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "relman.io/v1alpha1",
+            "kind": "Release",
+            "metadata": {"name": self.name(), "annotations": self.annotations},
+            "spec": {
+                "application": "web",
+                "version": self.version,
+                "type": "Major",
+                "owner": "team-web",
+                "rollbackPlan": "revert to the previous version",
+                "notes": {"summary": format!("Version {}.", self.version), "migrationSteps": ["none"]},
+                "images": [{"container": "api", "image": format!("web:{}", self.version)}],
+                "stages": [
+                    {"name": "staging", "deployments": ["web-staging"], "smokeTest": smoke(true)},
+                    production
+                ]
+            }
+        }))
+        .expect("valid Release")
+    }
+}
+
+/// `GET path` on `addr`: the status code, the head and the body.
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> anyhow::Result<(u16, String, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await??;
+    let response = String::from_utf8(response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no header end in {response:?}"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
+    Ok((code, head.to_owned(), body.to_owned()))
+}
