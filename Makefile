@@ -6,18 +6,35 @@ SHELL := bash
 CARGO ?= cargo
 CLUSTER_DIR := target/cluster
 KUBECONFIG_OUT := $(CLUSTER_DIR)/kubeconfig
+CHART := charts/relman
+# helm from testenv/build.sh's cache (built by `make testenv`); its state stays under target/.
+HELM = $(shell bash testenv/build.sh 2>/dev/null | tail -n 1)/helm
+export HELM_CACHE_HOME := $(CURDIR)/target/helm/cache
+export HELM_CONFIG_HOME := $(CURDIR)/target/helm/config
+export HELM_DATA_HOME := $(CURDIR)/target/helm/data
+# Values that switch on every optional part of the chart, for lint and template.
+CHART_ALL_ON := --set watchNamespace=apps --set 'rbac.stageNamespaces={apps-staging,apps-prod}' \
+  --set serviceMonitor.enabled=true --set 'serviceMonitor.labels.release=prometheus' \
+  --set 'rbac.conditionGateRules[0].apiGroups={tekton.dev}' \
+  --set 'rbac.conditionGateRules[0].resources={pipelineruns}' --set 'rbac.conditionGateRules[0].verbs={get}'
 
 .PHONY: help
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: demo
+demo: ## Run the demo: a local control plane, relman, a release that succeeds and one that is reverted
+	bash scripts/demo.sh
 
 .PHONY: build
 build: ## Build relman, crdgen and the test harness
 	$(CARGO) build --workspace --all-targets
 
 .PHONY: crds
-crds: ## Regenerate the CRDs in crds/ from the API types
+crds: ## Regenerate the CRDs in crds/ (and the chart's copy) from the API types
 	$(CARGO) run --quiet --bin crdgen -- crds
+	rm -f $(CHART)/crds/*.yaml
+	cp crds/*.yaml $(CHART)/crds/
 
 .PHONY: fmt
 fmt: ## Format the code
@@ -29,13 +46,21 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: testenv
-testenv: ## Build (or reuse) the local control plane's binaries in the cache
+testenv: ## Build (or reuse) the local control plane's binaries and helm in the cache
 	bash testenv/build.sh >/dev/null
 
 .PHONY: test
-test: lint testenv ## Lint, check the CRDs are fresh, run unit and integration tests on the local control plane
+test: lint testenv chart-lint ## Lint, check the CRDs are fresh, run unit and integration tests on the local control plane
 	RELMAN_TESTENV_BIN_DIR="$$(bash testenv/build.sh 2>/dev/null | tail -n 1)" \
 	  $(CARGO) test --workspace --all-targets --no-fail-fast
+
+.PHONY: chart-lint
+chart-lint: testenv ## helm lint --strict and helm template of charts/relman (defaults and every option on)
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) $(CHART_ALL_ON)
+	$(HELM) template relman $(CHART) --namespace relman-system >/dev/null
+	$(HELM) template relman $(CHART) --namespace relman-system $(CHART_ALL_ON) >/dev/null
+	@echo "chart $(CHART): lint and template passed"
 
 .PHONY: cluster
 cluster: testenv ## Start the local control plane in the background; kubeconfig in target/cluster/kubeconfig

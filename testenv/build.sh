@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok) from the Go modules pinned under testenv/go/ into a cache
-# outside the repository, keyed by version. A binary already in the cache is reused.
+# kube-scheduler, kubectl, kwok) and helm (which lints, renders and installs charts/relman) from the
+# Go modules pinned under testenv/go/ into a cache outside the repository, keyed by version. A binary
+# already in the cache is reused.
 #
-# Prints the directory that holds the binaries on its last line of stdout; progress goes to stderr.
+# Layout of $cache/bin:
+#   k8s-<v>-kwok-<v>-etcd-<v>/           the control plane's binaries
+#   helm-<v>/helm                        helm, keyed by its own version (its module is separate)
+#   k8s-<v>-kwok-<v>-etcd-<v>-helm-<v>/  the set: symbolic links to all of the above
+# so that a new helm pin does not rebuild the control plane, and the reverse.
+#
+# Prints the set's directory (it holds every binary) on its last line of stdout; progress goes to
+# stderr.
 #
 #   RELMAN_CACHE_DIR  cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/relman)
 set -euo pipefail
@@ -23,16 +31,19 @@ pinned() { # module-dir module-path
 k8s_version=$(pinned kubernetes k8s.io/kubernetes)
 kwok_version=$(pinned kwok sigs.k8s.io/kwok)
 etcd_version=$(pinned etcd go.etcd.io/etcd/server/v3)
-[ -n "$k8s_version" ] && [ -n "$kwok_version" ] && [ -n "$etcd_version" ] ||
+helm_version=$(pinned helm helm.sh/helm/v4)
+[ -n "$k8s_version" ] && [ -n "$kwok_version" ] && [ -n "$etcd_version" ] && [ -n "$helm_version" ] ||
   die "could not read the pinned versions from testenv/go/*/go.mod"
 
-bin="$cache/bin/k8s-$k8s_version-kwok-$kwok_version-etcd-$etcd_version"
-mkdir -p "$bin"
+control_plane="$cache/bin/k8s-$k8s_version-kwok-$kwok_version-etcd-$etcd_version"
+helm_dir="$cache/bin/helm-$helm_version"
+set_dir="$control_plane-helm-$helm_version"
+mkdir -p "$control_plane" "$helm_dir" "$set_dir"
 
 # Build one binary unless the cache has it. A half-written binary never lands in the cache:
 # go build writes to a temporary name that is renamed only on success.
-build() { # name module-dir package [ldflags]
-  local name=$1 dir=$2 pkg=$3 ldflags=${4:-}
+build() { # bin-dir name module-dir package [ldflags]
+  local bin=$1 name=$2 dir=$3 pkg=$4 ldflags=${5:-}
   if [ -x "$bin/$name" ]; then
     say "$name: cached ($bin/$name)"
     return
@@ -61,11 +72,26 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 total=$SECONDS
-build etcd etcd relman.io/testenv/etcd
-build kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$stamp"
-build kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager "$stamp"
-build kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler "$stamp"
-build kubectl kubernetes k8s.io/kubernetes/cmd/kubectl "$stamp"
-build kwok kwok sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$kwok_version"
-say "all binaries ready in $((SECONDS - total))s: $bin"
-echo "$bin"
+build "$control_plane" etcd etcd relman.io/testenv/etcd
+build "$control_plane" kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$stamp"
+build "$control_plane" kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager "$stamp"
+build "$control_plane" kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler "$stamp"
+build "$control_plane" kubectl kubernetes k8s.io/kubernetes/cmd/kubectl "$stamp"
+build "$control_plane" kwok kwok sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$kwok_version"
+build "$helm_dir" helm helm helm.sh/helm/v4/cmd/helm \
+  "-X helm.sh/helm/v4/internal/version.version=$helm_version -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+
+# The set: relative links, so that the cache can be moved as a whole. A missing or wrong link is
+# replaced atomically (rename), so that a test reading the set never sees it half-made.
+link() { # target name
+  local target=$1 name=$2
+  [ "$(readlink "$set_dir/$name" 2>/dev/null)" = "$target" ] && return
+  ln -sfn "$target" "$set_dir/.$name.$$.tmp"
+  mv -fT "$set_dir/.$name.$$.tmp" "$set_dir/$name"
+}
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok; do
+  link "../${control_plane##*/}/$name" "$name"
+done
+link "../${helm_dir##*/}/helm" helm
+say "all binaries ready in $((SECONDS - total))s: $set_dir"
+echo "$set_dir"
