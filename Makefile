@@ -50,9 +50,13 @@ testenv: ## Build (or reuse) the local control plane's binaries and helm in the 
 	bash testenv/build.sh >/dev/null
 
 .PHONY: test
-test: lint testenv chart-lint ## Lint, check the CRDs are fresh, run unit and integration tests on the local control plane
+test: lint testenv chart-lint integrations ## Lint, check the CRDs are fresh, run unit and integration tests on the local control plane
 	RELMAN_TESTENV_BIN_DIR="$$(bash testenv/build.sh 2>/dev/null | tail -n 1)" \
 	  $(CARGO) test --workspace --all-targets --no-fail-fast
+
+.PHONY: integrations
+integrations: ## Go tests of the Argo CD health check, kstatus and Flux examples (integrations/)
+	bash integrations/test.sh
 
 .PHONY: chart-lint
 chart-lint: testenv ## helm lint --strict and helm template of charts/relman (defaults and every option on)
