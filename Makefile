@@ -4,6 +4,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 CARGO ?= cargo
+PREFIX ?= $(HOME)/.local
 CLUSTER_DIR := target/cluster
 KUBECONFIG_OUT := $(CLUSTER_DIR)/kubeconfig
 CHART := charts/relman
@@ -15,6 +16,8 @@ export HELM_DATA_HOME := $(CURDIR)/target/helm/data
 # Values that switch on every optional part of the chart, for lint and template.
 CHART_ALL_ON := --set watchNamespace=apps --set 'rbac.stageNamespaces={apps-staging,apps-prod}' \
   --set serviceMonitor.enabled=true --set 'serviceMonitor.labels.release=prometheus' \
+  --set approvalPolicy.signoff.group=release-managers \
+  --set 'approvalPolicy.namespaceSelector.matchLabels.relman\.io/approvals=enforced' \
   --set 'rbac.conditionGateRules[0].apiGroups={tekton.dev}' \
   --set 'rbac.conditionGateRules[0].resources={pipelineruns}' --set 'rbac.conditionGateRules[0].verbs={get}'
 
@@ -25,6 +28,12 @@ help: ## List the targets
 .PHONY: demo
 demo: ## Run the demo: a local control plane, relman, a release that succeeds and one that is reverted
 	bash scripts/demo.sh
+
+.PHONY: install
+install: ## Install the kubectl plugin (kubectl relman ...) into $(PREFIX)/bin (default ~/.local)
+	$(CARGO) build --release --bin kubectl-relman
+	install -D -m 0755 target/release/kubectl-relman $(PREFIX)/bin/kubectl-relman
+	@echo "installed $(PREFIX)/bin/kubectl-relman; make sure $(PREFIX)/bin is on your PATH"
 
 .PHONY: build
 build: ## Build relman, crdgen and the test harness

@@ -29,7 +29,7 @@ trap 'exit 130' INT TERM
 
 step "Building the control plane (cached after the first run) and relman"
 bin_dir=$(bash testenv/build.sh | tail -n 1)
-cargo build --quiet --bin relman -p relman -p relman-testenv
+cargo build --quiet --bin relman --bin kubectl-relman -p relman -p relman-testenv
 kubectl="$bin_dir/kubectl"
 
 step "Starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
@@ -154,19 +154,8 @@ step "Applying checkout 2.3.0: staging, smoke test, then it waits for the Releas
 release checkout-2-3-0 2.3.0 "" | "$kubectl" apply --server-side -f - | sed 's/^/    /'
 follow checkout-2-3-0 AwaitingApproval
 
-step "The Release Manager signs off staging (a ReleaseApproval for version 2.3.0)"
-"$kubectl" apply --server-side -f - <<'EOF' | sed 's/^/    /'
-apiVersion: relman.io/v1alpha1
-kind: ReleaseApproval
-metadata: {name: checkout-2-3-0-production, namespace: shop}
-spec:
-  release: checkout-2-3-0
-  version: 2.3.0
-  gate: production
-  decision: Approved
-  approver: relman-admin
-  comment: Staging verified.
-EOF
+step "The Release Manager signs off staging: kubectl relman approve (a ReleaseApproval for 2.3.0)"
+target/debug/kubectl-relman approve checkout-2-3-0 -n shop --comment "Staging verified." | sed 's/^/    /'
 follow checkout-2-3-0 Succeeded RolledBack
 images
 

@@ -20,6 +20,27 @@ pub enum PluginError {
     /// No ReleaseCalendar exists at all.
     #[error("no ReleaseCalendar exists yet; create one (see docs/calendar.md)")]
     NoCalendars,
+    /// The Release named does not exist in the namespace.
+    #[error(
+        "Release {name:?} not found in namespace {namespace:?} (kubectl relman list shows them)"
+    )]
+    ReleaseNotFound {
+        /// The name asked for.
+        name: String,
+        /// The namespace looked in.
+        namespace: String,
+    },
+    /// No gate was named and the release has none waiting for a decision.
+    #[error("{0}")]
+    NoGate(String),
+    /// The same decision by the same user already exists.
+    #[error(
+        "ReleaseApproval {0:?} already exists: decisions are immutable, so this one is recorded already"
+    )]
+    AlreadyDecided(String),
+    /// The release could not be printed as JSON or YAML.
+    #[error("cannot print the release: {0}")]
+    Encode(String),
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),

@@ -6,16 +6,27 @@
 //! `run` function that takes a [`Session`] and writes to stdout. To add one: a module here, a
 //! variant of [`Command`], and an arm in [`run`].
 
+pub mod abort;
+pub mod approve;
 pub mod calendar;
 mod error;
+pub mod incident;
+pub mod list;
+pub mod notes;
+pub mod status;
 pub mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+
+use crate::api::Release;
 
 pub use error::PluginError;
 
@@ -51,6 +62,20 @@ pub enum Command {
     /// Show a ReleaseCalendar: whether releases may go out now, the upcoming releases, and
     /// the deployment windows and freezes, in the calendar's time zone.
     Calendar(calendar::CalendarArgs),
+    /// List the releases in the namespace (or every namespace with -A).
+    List(list::ListArgs),
+    /// Show a release: stages, gates, requirements, checks, failures, incident and timeline.
+    Status(status::StatusArgs),
+    /// Sign off a gate of a release as the user the API server sees.
+    Approve(approve::ApproveArgs),
+    /// Reject a gate of a release: relman stops it and reverts what it deployed.
+    Reject(approve::RejectArgs),
+    /// Abort a release: relman reverts every Deployment it changed.
+    Abort(abort::AbortArgs),
+    /// Print the release notes (published, or rendered from the spec until they are).
+    Notes(notes::NotesArgs),
+    /// Record the root cause and action items of a release's incident, which closes it.
+    Incident(incident::IncidentArgs),
 }
 
 /// A connection to the cluster, as the global flags chose it.
@@ -95,5 +120,50 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), PluginError> {
     let session = Session::connect(&cli.global).await?;
     match &cli.command {
         Command::Calendar(args) => calendar::run(&session, args, out).await,
+        Command::List(args) => list::run(&session, args, out).await,
+        Command::Status(args) => status::run(&session, args, out).await,
+        Command::Approve(args) => approve::run_approve(&session, args, out).await,
+        Command::Reject(args) => approve::run_reject(&session, args, out).await,
+        Command::Abort(args) => abort::run(&session, args, out).await,
+        Command::Notes(args) => notes::run(&session, args, out).await,
+        Command::Incident(args) => incident::run(&session, args, out).await,
+    }
+}
+
+/// The Release `name` in the session's namespace, or [`PluginError::ReleaseNotFound`].
+pub async fn get_release(session: &Session, name: &str) -> Result<Release, PluginError> {
+    let api: Api<Release> = Api::namespaced(session.client.clone(), &session.namespace);
+    api.get_opt(name)
+        .await?
+        .ok_or_else(|| PluginError::ReleaseNotFound {
+            name: name.to_owned(),
+            namespace: session.namespace.clone(),
+        })
+}
+
+/// Applies a JSON merge patch to the Release `name` in the session's namespace.
+pub async fn merge_patch_release(
+    session: &Session,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<Release, PluginError> {
+    get_release(session, name).await?;
+    let api: Api<Release> = Api::namespaced(session.client.clone(), &session.namespace);
+    Ok(api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?)
+}
+
+/// How long ago `time` was, as kubectl prints ages: `45s`, `12m`, `5h`, `3d`.
+pub fn age(time: Option<&Time>, now: DateTime<Utc>) -> String {
+    let Some(time) = time else {
+        return "-".into();
+    };
+    let seconds = (now.timestamp() - time.0.as_second()).max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 120 * 60 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
     }
 }
