@@ -19,6 +19,7 @@ pub mod k8s;
 pub mod leader;
 pub mod metrics;
 pub mod notes;
+pub mod notify;
 pub mod plan;
 pub mod plugin;
 pub mod readiness;

@@ -143,6 +143,11 @@ struct WriteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApplicationLabels {
     application: String,
 }
@@ -332,6 +337,7 @@ pub struct Metrics {
     production_changes: Family<ApplicationLabels, Counter>,
     production_reverts: Family<ApplicationLabels, Counter>,
     time_to_restore: HistogramFamily<ApplicationLabels>,
+    notifications: Family<NotificationLabels, Counter>,
     sources: Arc<Sources>,
 }
 
@@ -402,6 +408,12 @@ impl Metrics {
             "DORA time to restore service: production failure detected to revert complete.",
             time_to_restore.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications from spec.notify by result: delivered, or failed after every retry.",
+            notifications.clone(),
+        );
         let sources = Arc::new(Sources::default());
         registry.register_collector(Box::new(SourcesCollector(sources.clone())));
         Self {
@@ -415,6 +427,7 @@ impl Metrics {
             production_changes,
             production_reverts,
             time_to_restore,
+            notifications,
             sources,
         }
     }
@@ -436,6 +449,14 @@ impl Metrics {
                 controller: controller.as_str(),
                 category,
             })
+            .inc();
+    }
+
+    /// Counts a notification, `delivered` or failed after every retry.
+    pub fn notified(&self, delivered: bool) {
+        let result = if delivered { "delivered" } else { "failed" };
+        self.notifications
+            .get_or_create(&NotificationLabels { result })
             .inc();
     }
 

@@ -1,7 +1,10 @@
 //! The Helm chart in `charts/relman`: it renders, it installs on the local control plane, and its
 //! RBAC is enough for relman and no more — a controller running with the chart's ServiceAccount
 //! token takes one release to Ready and reverts another, and the ServiceAccount holds exactly the
-//! rules this file lists.
+//! rules this file lists. Its sign-off admission policies are those of `config/` and are enforced.
+//!
+//! The policy bindings are cluster-wide and other test binaries share the API server, so every
+//! test here that applies the chart binds them to its own namespace or switches them off.
 //!
 //! helm comes from the same cache as the control plane (`testenv/build.sh` builds it).
 
@@ -13,16 +16,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::{SelfSubjectAccessReview, SelfSubjectRulesReview};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::wait::await_condition;
-use relman::api::{Release, ReleaseCalendar, ReleaseStatus};
+use relman::api::{Release, ReleaseApproval, ReleaseCalendar, ReleaseStatus};
 use relman::controller::calendar::{CalendarController, CalendarScope};
 use relman::controller::{self, Context};
 use relman::leader::{LeaderElectionConfig, LeaderElector, Leadership};
@@ -122,6 +126,15 @@ fn template(
 
 fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+/// `--set-json` limiting the chart's admission policy bindings to namespace `ns`: the bindings
+/// are cluster-wide, and other test binaries share the API server (tests/api.rs creates
+/// approvals as the admin on behalf of someone else).
+fn policy_scoped_to(ns: &str) -> String {
+    format!(
+        r#"approvalPolicy.namespaceSelector={{"matchLabels":{{"kubernetes.io/metadata.name":"{ns}"}}}}"#
+    )
 }
 
 fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
@@ -255,6 +268,14 @@ async fn values_schema_rejects_unknown_and_invalid_values() -> anyhow::Result<()
                 "rbac.conditionGateRules[0].resources={pipelineruns}",
             ][..],
             "conditionGateRules",
+        ),
+        (
+            &["--set", "approvalPolicy.signof.group=release-managers"][..],
+            "signof",
+        ),
+        (
+            &["--set", "approvalPolicy.signoff.gates={production,qa a}"][..],
+            "gates",
         ),
     ] {
         let error = template_text(cp, "relman", "relman-system", args)
@@ -393,6 +414,140 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
     Ok(())
 }
 
+#[tokio::test]
+async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    let kinds = [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ];
+
+    // On by default, in every namespace, without a group restriction (no ConfigMap).
+    let objects = template(cp, "relman", "relman-system", &[])?;
+    for kind in kinds {
+        let names: BTreeSet<&str> = find(&objects, kind)
+            .iter()
+            .filter_map(|o| o["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            BTreeSet::from(["relman-approval-identity", "relman-production-signoff"]),
+            "{kind}: the names of config/approval-policy.yaml for the release relman"
+        );
+    }
+    for binding in find(&objects, "ValidatingAdmissionPolicyBinding") {
+        assert!(
+            binding["spec"]["matchResources"].is_null(),
+            "every namespace by default: {binding}"
+        );
+        assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    }
+    let signoff = find(&objects, "ValidatingAdmissionPolicyBinding")
+        .into_iter()
+        .find(|b| b["metadata"]["name"] == "relman-production-signoff")
+        .unwrap();
+    assert_eq!(
+        signoff["spec"]["paramRef"],
+        json!({"name": "relman-signoff", "namespace": "relman-system", "parameterNotFoundAction": "Allow"})
+    );
+    assert!(
+        find(&objects, "ConfigMap").is_empty(),
+        "no ConfigMap without signoff.group"
+    );
+
+    // A group, gates and a namespace selector; another release's names.
+    let objects = template(
+        cp,
+        "payments",
+        "payments-system",
+        &[
+            "--set",
+            "approvalPolicy.signoff.group=release-managers",
+            "--set",
+            "approvalPolicy.signoff.gates={production,qa}",
+            "--set-json",
+            &policy_scoped_to("apps"),
+        ],
+    )?;
+    let config_map = one(&objects, "ConfigMap");
+    assert_eq!(config_map["metadata"]["name"], "payments-relman-signoff");
+    assert_eq!(config_map["metadata"]["namespace"], "payments-system");
+    assert_eq!(
+        config_map["data"],
+        json!({"group": "release-managers", "gates": "production,qa"})
+    );
+    for binding in find(&objects, "ValidatingAdmissionPolicyBinding") {
+        let name = binding["metadata"]["name"].as_str().unwrap();
+        assert!(name.starts_with("payments-relman-"), "{name}");
+        assert_eq!(binding["spec"]["policyName"], name);
+        assert_eq!(
+            binding["spec"]["matchResources"],
+            json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}})
+        );
+    }
+    let signoff = find(&objects, "ValidatingAdmissionPolicyBinding")
+        .into_iter()
+        .find(|b| b["metadata"]["name"] == "payments-relman-production-signoff")
+        .unwrap();
+    assert_eq!(
+        signoff["spec"]["paramRef"]["name"],
+        "payments-relman-signoff"
+    );
+    assert_eq!(signoff["spec"]["paramRef"]["namespace"], "payments-system");
+
+    // The same policies as config/approval-policy.yaml, the non-Helm option: with the release
+    // relman in relman-system and the shipped group, the chart renders the same five objects.
+    let shipped = documents(&std::fs::read_to_string(
+        workspace().join("config/approval-policy.yaml"),
+    )?)?;
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &[
+            "--show-only",
+            "templates/approval-policy.yaml",
+            "--set",
+            "approvalPolicy.signoff.group=release-managers",
+        ],
+    )?;
+    assert_eq!(objects.len(), shipped.len());
+    for expected in &shipped {
+        let kind = expected["kind"].as_str().unwrap();
+        let name = &expected["metadata"]["name"];
+        let rendered = find(&objects, kind)
+            .into_iter()
+            .find(|o| &o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("the chart renders no {kind} {name}"));
+        let body = if kind == "ConfigMap" { "data" } else { "spec" };
+        assert_eq!(
+            rendered[body], expected[body],
+            "{kind} {name}: the chart and config/approval-policy.yaml differ"
+        );
+        assert_eq!(
+            rendered["metadata"]["namespace"],
+            expected["metadata"]["namespace"]
+        );
+    }
+
+    // Off: none of it.
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &[
+            "--set",
+            "approvalPolicy.enabled=false",
+            "--set",
+            "approvalPolicy.signoff.group=release-managers",
+        ],
+    )?;
+    for kind in kinds.into_iter().chain(["ConfigMap"]) {
+        assert!(find(&objects, kind).is_empty(), "{kind} with enabled=false");
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Installing
 
@@ -402,7 +557,8 @@ async fn chart_installs_on_the_control_plane() -> anyhow::Result<()> {
     let client = cp.client().await?;
     let ns = cp.test_namespace("chart-install").await?.name().to_owned();
     // The release is named after the namespace so that its cluster-scoped objects are unique.
-    let manifests = template_text(cp, &ns, &ns, &["--include-crds"])?;
+    let scope = policy_scoped_to(&ns);
+    let manifests = template_text(cp, &ns, &ns, &["--include-crds", "--set-json", &scope])?;
     let objects = documents(&manifests)?;
     assert_eq!(
         find(&objects, "CustomResourceDefinition").len(),
@@ -441,6 +597,137 @@ async fn chart_installs_on_the_control_plane() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An approval of release `web-2-0-0` at `gate`, signed `approver`.
+fn approval(name: &str, gate: &str, approver: &str) -> ReleaseApproval {
+    serde_json::from_value(json!({
+        "apiVersion": "relman.io/v1alpha1",
+        "kind": "ReleaseApproval",
+        "metadata": {"name": name},
+        "spec": {
+            "release": "web-2-0-0",
+            "version": "2.0.0",
+            "gate": gate,
+            "decision": "Approved",
+            "approver": approver,
+            "comment": "Staging verified."
+        }
+    }))
+    .expect("valid ReleaseApproval")
+}
+
+#[tokio::test]
+async fn chart_approval_policy_is_enforced_in_its_namespaces() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    let admin = cp.client().await?;
+    let ns = cp.test_namespace("chart-policy").await?.name().to_owned();
+    // Bound to this namespace only, with the production gate restricted to release-managers.
+    let scope = policy_scoped_to(&ns);
+    let manifests = template_text(
+        cp,
+        &ns,
+        &ns,
+        &[
+            "--show-only",
+            "templates/approval-policy.yaml",
+            "--set-json",
+            &scope,
+            "--set",
+            "approvalPolicy.signoff.group=release-managers",
+        ],
+    )?;
+    assert_eq!(find(&documents(&manifests)?, "ConfigMap").len(), 1);
+    apply(cp, &manifests)?;
+
+    // alice may create approvals here (RBAC); the policies decide which.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "approver"},
+        "rules": [{"apiGroups": ["relman.io"], "resources": ["releaseapprovals"], "verbs": ["create"]}]
+    }))?;
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await?;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "approver-alice"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "approver"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]
+    }))?;
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await?;
+
+    // Bindings take effect asynchronously: probe with dry runs as the admin until both
+    // policies reject what they must.
+    let approvals: Api<ReleaseApproval> = Api::namespaced(admin.clone(), &ns);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (probe, rejection) in [
+        (
+            approval("probe", "acceptance-criteria", "nobody"),
+            "must be your own user name",
+        ),
+        (
+            approval("probe", "production", relman_testenv::ADMIN_USER),
+            "only members of group",
+        ),
+    ] {
+        loop {
+            match approvals.create(&dry_run, &probe).await {
+                Err(kube::Error::Api(e)) if e.message.contains(rejection) => break,
+                other => {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "the chart's admission policy is not enforced after 60s: {other:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    let create_as = |user: &'static str, groups: &'static [&'static str], a: ReleaseApproval| {
+        let ns = ns.clone();
+        async move {
+            let client = cp.user_client(user, groups).await?;
+            Api::<ReleaseApproval>::namespaced(client, &ns)
+                .create(&PostParams::default(), &a)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
+    let rejected = |result: anyhow::Result<ReleaseApproval>, needle: &str| match result {
+        Err(e) => match e.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 403, "{status:?}");
+                assert!(status.message.contains(needle), "{status:?}");
+            }
+            _ => panic!("expected the API server to reject the request, got {e:?}"),
+        },
+        Ok(a) => panic!("expected a rejection ({needle}), but {a:?} was created"),
+    };
+    // alice cannot sign as bob ...
+    rejected(
+        create_as("alice", &[], approval("as-bob", "staging", "bob")).await,
+        "spec.approver must be your own user name, alice",
+    );
+    // ... nor decide the production gate outside release-managers ...
+    rejected(
+        create_as("alice", &[], approval("prod", "production", "alice")).await,
+        "only members of group release-managers may decide gate production",
+    );
+    // ... but signs as herself, and production as a release manager.
+    create_as("alice", &[], approval("as-alice", "staging", "alice")).await?;
+    create_as(
+        "alice",
+        &["release-managers"],
+        approval("prod", "production", "alice"),
+    )
+    .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn helm_installs_upgrades_and_uninstalls_on_the_control_plane() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
@@ -473,6 +760,8 @@ async fn helm_installs_upgrades_and_uninstalls_on_the_control_plane() -> anyhow:
         &ns,
         CHART,
         "--skip-crds",
+        "--set",
+        "approvalPolicy.enabled=false",
         "--wait",
         "--timeout",
         "90s",
@@ -604,6 +893,7 @@ fn release_grants() -> Grants {
         ("relman.io", "releaseapprovals", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
         ("", "configmaps", &["get", "create", "patch"]),
+        ("", "secrets", &["get"]),
     ])
 }
 
@@ -1129,9 +1419,9 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
         ("delete", "apps", "deployments", Some(ns.as_str())),
         ("update", "apps", "deployments", Some(ns.as_str())),
         ("create", "apps", "deployments", Some(ns.as_str())),
-        ("get", "", "secrets", None),
         ("list", "", "secrets", None),
-        ("get", "", "secrets", Some(ns.as_str())),
+        ("list", "", "secrets", Some(ns.as_str())),
+        ("watch", "", "secrets", Some(ns.as_str())),
         ("create", "relman.io", "releases", Some(ns.as_str())),
         ("patch", "relman.io", "releases", Some(ns.as_str())),
         ("delete", "relman.io", "releases", Some(ns.as_str())),

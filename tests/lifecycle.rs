@@ -687,18 +687,31 @@ async fn a_finished_release_costs_no_writes() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn warning_events(env: &Env, release: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// The Warning Events on `release` once one with `reason` is there: Events are recorded right
+/// after the status write, so they may trail the condition a test waited for.
+async fn warning_events(
+    env: &Env,
+    release: &str,
+    reason: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(env.client.clone(), &env.ns);
-    Ok(events
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| e.type_.as_deref() == Some("Warning"))
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(release))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect())
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let warnings: Vec<(String, String)> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(release))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect();
+        if warnings.iter().any(|(r, _)| r == reason) || tokio::time::Instant::now() > deadline {
+            return Ok(warnings);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
@@ -757,7 +770,7 @@ async fn an_invalid_job_template_stalls_before_anything_changes() -> anyhow::Res
         before,
         "nothing changed"
     );
-    let warnings = warning_events(&env, "web-2-0-0").await?;
+    let warnings = warning_events(&env, "web-2-0-0", "InvalidSpec").await?;
     assert!(
         warnings.iter().any(|(reason, _)| reason == "InvalidSpec"),
         "a Warning Event says why: {warnings:?}"
@@ -783,7 +796,7 @@ async fn a_missing_deployment_stalls_with_its_name() -> anyhow::Result<()> {
     let stalled = condition(&status, "Stalled");
     assert_eq!(stalled.reason, "DeploymentNotFound");
     assert!(stalled.message.contains("web-typo"), "{}", stalled.message);
-    let warnings = warning_events(&env, "web-2-0-0").await?;
+    let warnings = warning_events(&env, "web-2-0-0", "DeploymentNotFound").await?;
     assert!(
         warnings
             .iter()

@@ -7,7 +7,9 @@
 //! Releases, the Jobs and Deployments it drives (by label), ReleaseApprovals and
 //! ReleaseCalendars, so a finished Job or a new approval moves a release on at once. Only the
 //! replica holding the leader Lease reconciles and writes ([`crate::leader`]); reconciles,
-//! writes and the DORA transitions they record are counted in [`crate::metrics`].
+//! writes and the DORA transitions they record are counted in [`crate::metrics`]. After the
+//! Events, the `spec.notify` notifications of the reconcile's transitions go out in the
+//! background ([`crate::notify`]).
 
 pub mod calendar;
 mod gates;
@@ -38,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::k8s::{self, FIELD_MANAGER, deployment::Driver};
 use crate::leader::Leadership;
 use crate::metrics::{ControllerKind, Metrics, WriteKind};
+use crate::notify::{Notifier, RetryPolicy};
 use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
 use crate::plan::{self, Action, EventType, Plan, PlanConfig};
 use crate::readiness::ReadyFlag;
@@ -57,6 +60,8 @@ pub struct Context {
     metrics: Arc<Metrics>,
     /// Set once the Release watch has listed every Release, for `/readyz`.
     ready: ReadyFlag,
+    /// Sends `spec.notify` notifications in the background.
+    notifier: Notifier,
 }
 
 impl Context {
@@ -66,14 +71,17 @@ impl Context {
             controller: "relman".into(),
             instance,
         };
+        let recorder = Recorder::new(client.clone(), reporter);
+        let metrics = Arc::new(Metrics::new());
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            notifier: Notifier::new(client.clone(), recorder.clone()).with_metrics(metrics.clone()),
+            recorder,
             client,
             config,
             failures: Mutex::new(HashMap::new()),
             known_releases: RwLock::new(KnownReleases::default()),
             leadership: Leadership::always(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             ready: ReadyFlag::new(),
         }
     }
@@ -99,6 +107,7 @@ impl Context {
 
     /// Reports to `metrics` (shared with the HTTP server's `/metrics`).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.notifier = self.notifier.with_metrics(metrics.clone());
         self.metrics = metrics;
         self
     }
@@ -106,6 +115,12 @@ impl Context {
     /// Sets `ready` once the Release watch has listed every Release.
     pub fn with_ready_flag(mut self, ready: ReadyFlag) -> Self {
         self.ready = ready;
+        self
+    }
+
+    /// Retries notifications per `policy` (tests use short timeouts).
+    pub fn with_notify_policy(mut self, policy: RetryPolicy) -> Self {
+        self.notifier = self.notifier.with_policy(policy);
         self
     }
 
@@ -352,6 +367,10 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
     act(&ctx.client, &release, &plan.action).await?;
     ctx.record_action(&plan.action);
     publish_events(&ctx, &release, &plan).await;
+    // After the status write: each transition notifies once (see `crate::notify`).
+    if ctx.ensure_leader().is_ok() {
+        ctx.notifier.dispatch(&release, &plan.events);
+    }
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&ObjectRef::from_obj(release.as_ref()));
     }

@@ -85,6 +85,11 @@ reason is beside it and in docs/install.md. tests/chart.rs runs a controller wit
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
+# Notifications: read the webhook URL from the Secret a Release's spec.notify names (get only:
+# no list or watch, so relman never sees a Secret it is not pointed at).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 {{- end }}
 
 {{/* The objects a Release drives: in every namespace a stage deploys to. */}}
