@@ -29,7 +29,7 @@ trap 'exit 130' INT TERM
 
 step "Building the control plane (cached after the first run) and relman"
 bin_dir=$(bash testenv/build.sh | tail -n 1)
-cargo build --quiet --bin relman --bin kubectl-relman -p relman -p relman-testenv
+cargo build --quiet --workspace --bins
 kubectl="$bin_dir/kubectl"
 
 step "Starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
