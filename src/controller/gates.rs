@@ -13,6 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Scope, pinned_kind};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use semver::Version;
@@ -225,6 +226,22 @@ impl KnownReleases {
     /// Reads the releases from the controller's reflector store.
     pub fn from_store(store: Store<Release>) -> Self {
         Self { store: Some(store) }
+    }
+
+    /// The Release `namespace/name`: from the store when it has it, else from the API (a
+    /// Release created a moment ago may not have reached the store yet).
+    pub async fn get(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Release>>> {
+        let key = ObjectRef::new(name).within(namespace);
+        if let Some(found) = self.store.as_ref().and_then(|store| store.get(&key)) {
+            return Ok(Some(found));
+        }
+        let api: Api<Release> = Api::namespaced(client.clone(), namespace);
+        Ok(api.get_opt(name).await?.map(Arc::new))
     }
 
     /// The Releases of `namespace`. A store is read once it has seen its first complete list,

@@ -23,21 +23,19 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 
 pub use gates::{KnownReleases, built_in_requirements};
 pub use observe::observe;
 
-use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval, ReleaseCalendar, ReleaseStatus};
 use crate::error::{Error, Result};
-use crate::k8s::{self, FIELD_MANAGER, deployment::Driver};
+use crate::k8s::{self, deployment::Driver, status::StatusWrite};
 use crate::leader::Leadership;
 use crate::metrics::{ControllerKind, Metrics, WriteKind};
 use crate::notify::{Notifier, RetryPolicy};
@@ -316,15 +314,9 @@ fn releases_sharing_a_deployment(
             .collect()
     };
     let mine = deployments(changed);
-    let finished = |r: &Release| {
-        matches!(
-            r.status.as_ref().and_then(|s| s.phase),
-            Some(ReleasePhase::Succeeded | ReleasePhase::RolledBack)
-        )
-    };
     releases
         .iter()
-        .filter(|r| r.uid() != changed.uid() && !finished(r))
+        .filter(|r| r.uid() != changed.uid() && !r.is_finished())
         .filter(|r| deployments(r).iter().any(|d| mine.contains(d)))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
@@ -433,26 +425,9 @@ async fn write_status(client: &Client, release: &Release, status: &ReleaseStatus
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<Release> = Api::namespaced(client.clone(), &namespace);
-    let patch = json!({
-        "apiVersion": Release::api_version(&()),
-        "kind": Release::kind(&()),
-        "metadata": {
-            "name": release.name_any(),
-            "resourceVersion": release.resource_version(),
-        },
-        "status": status,
-    });
-    match api
-        .patch_status(
-            &release.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict),
-        Err(e) => Err(e.into()),
+    match k8s::status::apply_status(&api, release, status).await? {
+        StatusWrite::Written => Ok(()),
+        StatusWrite::Stale => Err(Error::Conflict),
     }
 }
 
@@ -529,7 +504,10 @@ async fn publish_events(ctx: &Context, release: &Release, plan: &Plan) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::api::release::ReleasePhase;
 
     fn calendar(generation: i64) -> ReleaseCalendar {
         let mut calendar: ReleaseCalendar = serde_json::from_value(json!({

@@ -10,7 +10,6 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use super::gates::{self, KnownReleases};
-use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};
 use crate::k8s::ANNOTATION_DRIVEN_BY;
@@ -36,7 +35,7 @@ pub async fn observe(
     let approvals = approvals(client, release, &namespace).await?;
     let gates = gates::evaluate(client, release, &namespace, &approvals, known, now).await?;
     Ok(Observed {
-        deployments: deployments(client, release, &namespace).await?,
+        deployments: deployments(client, release, &namespace, known).await?,
         jobs: jobs(client, release, &namespace).await?,
         approvals,
         gates,
@@ -60,6 +59,7 @@ async fn deployments(
     client: &Client,
     release: &Release,
     namespace: &str,
+    known: &KnownReleases,
 ) -> Result<Vec<ObservedDeployment>> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -74,7 +74,8 @@ async fn deployments(
                 continue;
             };
             let mut observed = ObservedDeployment::from_deployment(&deployment, Vec::new());
-            observed.driven_by_other = other_active_driver(client, release, &deployment).await?;
+            observed.driven_by_other =
+                other_active_driver(client, release, &deployment, known).await?;
             // Pods are read only while a rollout is under way: that is when a pod that cannot
             // start decides the outcome.
             if matches!(rollout_progress(&observed), RolloutProgress::InProgress(_)) {
@@ -92,6 +93,7 @@ async fn other_active_driver(
     client: &Client,
     release: &Release,
     deployment: &Deployment,
+    known: &KnownReleases,
 ) -> Result<Option<String>> {
     let Some(driver) = deployment.annotations().get(ANNOTATION_DRIVEN_BY) else {
         return Ok(None);
@@ -102,13 +104,10 @@ async fn other_active_driver(
     if release.namespace().as_deref() == Some(namespace) && release.name_any() == name {
         return Ok(None);
     }
-    let api: Api<Release> = Api::namespaced(client.clone(), namespace);
-    let active = api.get_opt(name).await?.is_some_and(|other| {
-        !matches!(
-            other.status.and_then(|s| s.phase),
-            Some(ReleasePhase::Succeeded | ReleasePhase::RolledBack)
-        )
-    });
+    let active = known
+        .get(client, namespace, name)
+        .await?
+        .is_some_and(|other| !other.is_finished());
     Ok(active.then(|| driver.clone()))
 }
 

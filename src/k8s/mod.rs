@@ -1,7 +1,9 @@
-//! The API calls relman makes on the objects it drives: Deployments and Jobs.
+//! The API calls relman makes on the objects it drives (Deployments, Jobs) and on its own
+//! resources' status.
 
 pub mod deployment;
 pub mod job;
+pub mod status;
 
 /// The field manager relman uses for every server-side apply and update.
 pub const FIELD_MANAGER: &str = "relman";

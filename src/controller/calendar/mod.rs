@@ -27,18 +27,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
 pub use cache::{CalendarCache, FEED_DAYS_AHEAD, FEED_DAYS_BACK};
 
 use crate::api::{Release, ReleaseCalendar, ReleaseCalendarStatus};
-use crate::k8s::FIELD_MANAGER;
+use crate::k8s::status::{StatusWrite, apply_status};
 use crate::leader::Leadership;
 use crate::metrics::{ControllerKind, Metrics, WriteKind};
 
@@ -370,26 +369,8 @@ async fn write_status(
     status: &ReleaseCalendarStatus,
 ) -> Result<(), CalendarControllerError> {
     let api: Api<ReleaseCalendar> = Api::all(client.clone());
-    let name = calendar.name_any();
-    let patch = json!({
-        "apiVersion": ReleaseCalendar::api_version(&()),
-        "kind": ReleaseCalendar::kind(&()),
-        "metadata": {
-            "name": name,
-            "resourceVersion": calendar.resource_version(),
-        },
-        "status": status,
-    });
-    match api
-        .patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(CalendarControllerError::Conflict),
-        Err(e) => Err(e.into()),
+    match apply_status(&api, calendar, status).await? {
+        StatusWrite::Written => Ok(()),
+        StatusWrite::Stale => Err(CalendarControllerError::Conflict),
     }
 }
