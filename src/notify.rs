@@ -7,6 +7,8 @@
 //! Every send runs in a background task with short timeouts and a few retries with
 //! exponential backoff, so a failing or hanging receiver never blocks or fails a release. A
 //! delivery that still fails is logged and recorded as a Warning Event `NotificationFailed`.
+//! Either way the result lands in the Release's `status.notifications` (one entry per receiver
+//! and event), written under its own field manager so the controller's status writes keep it.
 //!
 //! The webhook URL is a credential: it is never logged, never written to Events or status,
 //! and it is redacted from every error ([`redact`]).
@@ -21,15 +23,22 @@ use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::api::Release;
-use crate::api::release::{NotifyEvent, NotifyFormat, NotifyTarget};
+use crate::api::release::{NotificationStatus, NotifyEvent, NotifyFormat, NotifyTarget};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::plan::PlannedEvent;
+
+/// The field manager of `status.notifications`; the controller's status writes leave it out.
+pub const FIELD_MANAGER: &str = "relman-notify";
+
+/// How often a result is written again when the Release changed under the write.
+const STATUS_WRITE_ATTEMPTS: u32 = 5;
 
 /// What replaces a webhook URL in errors.
 pub const REDACTED: &str = "[redacted]";
@@ -421,6 +430,7 @@ pub struct Notifier {
     recorder: Recorder,
     policy: RetryPolicy,
     metrics: Arc<Metrics>,
+    leadership: Leadership,
 }
 
 impl Notifier {
@@ -431,7 +441,14 @@ impl Notifier {
             recorder,
             policy: RetryPolicy::default(),
             metrics: Arc::new(Metrics::new()),
+            leadership: Leadership::always(),
         }
+    }
+
+    /// Records results in status only while `leadership` says this replica is the leader.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// Counts deliveries in `metrics` (`relman_notifications_total{result}`).
@@ -494,6 +511,24 @@ impl Notifier {
                 },
             };
             this.metrics.notified(delivery.delivered());
+            let result = NotificationStatus {
+                target: target.name.clone(),
+                event: kind,
+                delivered: delivery.delivered(),
+                attempts: delivery.attempts,
+                time: crate::plan::time::to_k8s_time(Utc::now()),
+                message: delivery
+                    .error
+                    .as_ref()
+                    .map(|e| truncate(&e.to_string(), 1000)),
+            };
+            if this.leadership.is_leader() {
+                let api: Api<Release> = Api::namespaced(this.client.clone(), &namespace);
+                if let Err(e) = record_result(&api, &name, result).await {
+                    tracing::warn!(release = %format!("{namespace}/{name}"), target = %target.name,
+                        error = %e, "could not record a notification result in status");
+                }
+            }
             match &delivery.error {
                 None => {
                     tracing::info!(release = %format!("{namespace}/{name}"), target = %target.name,
@@ -517,6 +552,43 @@ impl Notifier {
                 }
             }
         });
+    }
+}
+
+/// Writes `result` into the Release's `status.notifications`, replacing the entry of the same
+/// receiver and event. A JSON merge patch of the whole list, guarded by the resourceVersion it
+/// was read at, so two results finishing together never drop each other; a Release changed
+/// under the write is read again.
+pub async fn record_result(
+    api: &Api<Release>,
+    name: &str,
+    result: NotificationStatus,
+) -> Result<(), kube::Error> {
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(release) = api.get_opt(name).await? else {
+            return Ok(());
+        };
+        let mut results = release
+            .status
+            .map(|status| status.notifications)
+            .unwrap_or_default();
+        results.retain(|r| !(r.target == result.target && r.event == result.event));
+        results.push(result.clone());
+        let patch = json!({
+            "metadata": {"resourceVersion": release.metadata.resource_version},
+            "status": {"notifications": results},
+        });
+        match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < STATUS_WRITE_ATTEMPTS => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -167,6 +167,7 @@ mod cluster {
     use kube::api::{Api, ListParams, PostParams};
     use kube::runtime::wait::await_condition;
     use relman::api::Release;
+    use relman::api::release::NotifyEvent;
     use relman::controller::{self, Context};
     use relman::notify::RetryPolicy;
     use relman::plan::PlanConfig;
@@ -347,6 +348,60 @@ mod cluster {
             anyhow::ensure!(Instant::now() < deadline, "{counted:?} in {exposition}");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+
+        // Every result is in status, one entry per receiver and event, and the controller's
+        // own status writes keep them.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let results = loop {
+            let results = releases
+                .get("web-2-0-0")
+                .await?
+                .status
+                .map(|s| s.notifications)
+                .unwrap_or_default();
+            if results.len() == 6 {
+                break results;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "expected 6 notification results in status, got {results:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        for event in [NotifyEvent::Started, NotifyEvent::Released] {
+            let find = |target: &str| {
+                results
+                    .iter()
+                    .find(|r| r.target == target && r.event == event)
+                    .unwrap_or_else(|| panic!("no result for {target} {event:?}: {results:#?}"))
+            };
+            let accepted = find("accepting");
+            assert!(accepted.delivered, "{accepted:?}");
+            assert_eq!(accepted.attempts, 1, "{accepted:?}");
+            assert_eq!(accepted.message, None);
+            let failed = find("failing");
+            assert!(!failed.delivered, "{failed:?}");
+            assert_eq!(failed.attempts, 3, "{failed:?}");
+            assert!(
+                failed
+                    .message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("HTTP 500"),
+                "{failed:?}"
+            );
+            let hung = find("hanging");
+            assert!(!hung.delivered, "{hung:?}");
+            assert!(
+                hung.message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("did not answer"),
+                "{hung:?}"
+            );
+        }
+        let ready_now = releases.get("web-2-0-0").await?;
+        assert!(ready(Some(&ready_now)), "{:#?}", ready_now.status);
 
         // The URL never reaches Events or status.
         let status = serde_json::to_string(&releases.get("web-2-0-0").await?.status)?;

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{
-    DNS_LABEL, DURATION, SEMVER, conditions_schema, job_template_schema,
+    DNS_LABEL, DURATION, SEMVER, conditions_schema, job_template_schema, notifications_schema,
     preserve_unknown_object_opt,
 };
 
@@ -494,6 +494,30 @@ pub struct ReleaseStatus {
     /// Transitions with timestamps, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// The last delivery of each `spec.notify` receiver and event: delivered or why not.
+    /// Written by relman's notifier (field manager `relman-notify`) after each delivery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "notifications_schema")]
+    pub notifications: Vec<NotificationStatus>,
+}
+
+/// The last delivery of one notification to one receiver.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationStatus {
+    /// The receiver (`spec.notify[].name`).
+    pub target: String,
+    /// The event sent.
+    pub event: NotifyEvent,
+    /// Whether the receiver accepted it.
+    pub delivered: bool,
+    /// How many times it was sent (0 when the webhook URL could not be read).
+    pub attempts: u32,
+    /// When the last attempt ended.
+    pub time: Time,
+    /// Why the delivery failed (never the webhook URL); absent when delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A one-word summary of where a release is.

@@ -99,6 +99,7 @@ impl Context {
 impl Context {
     /// Writes only while `leadership` says this replica is the leader.
     pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.notifier = self.notifier.with_leadership(leadership.clone());
         self.leadership = leadership;
         self
     }
@@ -416,7 +417,8 @@ fn error_policy(release: Arc<Release>, error: &Error, ctx: Arc<Context>) -> Requ
 
 /// Writes `status` unless it equals the observed one. The patch carries the resourceVersion
 /// the plan was made from, so a plan made from a stale read is rejected (409) instead of
-/// overwriting a newer status.
+/// overwriting a newer status. `status.notifications` belongs to the notifier (its own field
+/// manager) and is left out.
 async fn write_status(client: &Client, release: &Release, status: &ReleaseStatus) -> Result<()> {
     if release.status.as_ref() == Some(status) {
         return Ok(());
@@ -425,7 +427,11 @@ async fn write_status(client: &Client, release: &Release, status: &ReleaseStatus
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<Release> = Api::namespaced(client.clone(), &namespace);
-    match k8s::status::apply_status(&api, release, status).await? {
+    let owned = ReleaseStatus {
+        notifications: Vec::new(),
+        ..status.clone()
+    };
+    match k8s::status::apply_status(&api, release, &owned).await? {
         StatusWrite::Written => Ok(()),
         StatusWrite::Stale => Err(Error::Conflict),
     }

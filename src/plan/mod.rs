@@ -24,12 +24,12 @@
 
 pub mod action;
 pub mod conditions;
-mod duration;
+pub(crate) mod duration;
 pub mod jobs;
 pub mod lifecycle;
 pub mod observed;
 pub mod rollout;
-mod time;
+pub(crate) mod time;
 
 #[cfg(test)]
 mod proptests;

@@ -61,6 +61,7 @@ pub fn render_status(release: &Release) -> String {
     section(&mut out, "Approvals", approvals(&status));
     out.push_str(&failures(&status));
     out.push_str(&incident(release, &status));
+    section(&mut out, "Notifications", notifications(&status));
     section(&mut out, "Timeline", timeline(&status));
     out
 }
@@ -231,6 +232,21 @@ fn incident(release: &Release, status: &ReleaseStatus) -> String {
     out
 }
 
+fn notifications(status: &ReleaseStatus) -> Table {
+    let mut table = Table::new(["RECEIVER", "EVENT", "RESULT", "ATTEMPTS", "AT", "MESSAGE"]);
+    for n in &status.notifications {
+        table.row(vec![
+            n.target.clone(),
+            format!("{:?}", n.event),
+            if n.delivered { "delivered" } else { "failed" }.into(),
+            n.attempts.to_string(),
+            time(Some(&n.time)),
+            n.message.as_deref().map(one_line).unwrap_or_default(),
+        ]);
+    }
+    table
+}
+
 fn timeline(status: &ReleaseStatus) -> Table {
     let mut table = Table::new(["TIME", "EVENT", "STAGE", "MESSAGE"]);
     for h in &status.history {
@@ -261,7 +277,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn shows_stages_checks_failures_incident_and_timeline() {
+    fn shows_stages_checks_failures_incident_notifications_and_timeline() {
         let release: Release = serde_json::from_value(json!({
             "apiVersion": "relman.io/v1alpha1", "kind": "Release",
             "metadata": {"name": "web-2-0-0", "namespace": "shop"},
@@ -280,7 +296,10 @@ mod tests {
                 "incident": {"openedAt": "2026-11-26T10:00:00Z", "stage": "production",
                     "reason": "SmokeTestFailed", "message": "reverted"},
                 "history": [{"at": "2026-11-26T09:00:00Z", "event": "ProductionStarted",
-                    "stage": "production"}]
+                    "stage": "production"}],
+                "notifications": [{"target": "on-call", "event": "IncidentOpened",
+                    "delivered": false, "attempts": 3, "time": "2026-11-26T10:00:05Z",
+                    "message": "the receiver answered HTTP 503"}]
             }
         }))
         .unwrap();
@@ -295,6 +314,8 @@ mod tests {
             "Incident (open)",
             "kubectl relman incident web-2-0-0 --root-cause",
             "ProductionStarted",
+            "on-call    IncidentOpened   failed   3",
+            "the receiver answered HTTP 503",
         ] {
             assert!(text.contains(expected), "{expected:?} in\n{text}");
         }
