@@ -108,6 +108,6 @@ fn leader_election(
         return Ok((None, Leadership::always()));
     }
     let (elector, leadership) =
-        LeaderElector::new(client.clone(), LeaderElectionConfig::from_env());
+        LeaderElector::new(client.clone(), LeaderElectionConfig::from_env()?);
     Ok((Some(elector), leadership))
 }

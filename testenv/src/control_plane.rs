@@ -132,6 +132,56 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Kills etcd (SIGKILL, as a crash does), waits `downtime`, and starts it again with the
+    /// same data directory and ports; returns once it accepts connections and kube-apiserver
+    /// reports ready again. Nothing written before the kill is lost: etcd skips fsync, but a
+    /// killed process's writes are in the page cache, and only a machine crash loses those.
+    ///
+    /// Needs `&mut`: use a control plane of your own ([`ControlPlane::start`]), not the shared
+    /// one, whose other users would see the outage.
+    pub async fn restart_etcd(&mut self, downtime: Duration) -> Result<()> {
+        let launch = components::etcd(&self.bin_dir, &self.layout, &self.ports);
+        let index = self.restart(launch, downtime).await?;
+        self.wait_etcd(index).await?;
+        let apiserver = self.index_of("kube-apiserver")?;
+        self.wait_apiserver(apiserver).await
+    }
+
+    /// Kills kube-apiserver (SIGKILL, as a crash does), waits `downtime`, and starts it again
+    /// on the same port with the same certificates and etcd; returns once `/readyz` is `ok`.
+    /// Clients keep working with their old configuration; their open watches break and must
+    /// be restarted, as with a real API server restart. Needs `&mut`, like
+    /// [`ControlPlane::restart_etcd`].
+    pub async fn restart_apiserver(&mut self, downtime: Duration) -> Result<()> {
+        let launch = components::kube_apiserver(&self.bin_dir, &self.layout, &self.ports);
+        let index = self.restart(launch, downtime).await?;
+        self.wait_apiserver(index).await
+    }
+
+    /// Kills the running component `launch` names, waits `downtime`, starts `launch` in its
+    /// place; returns its index in `self.processes`.
+    async fn restart(&mut self, launch: Launch, downtime: Duration) -> Result<usize> {
+        let index = self.index_of(&launch.name)?;
+        self.processes[index].kill();
+        tracing::info!(component = %launch.name, ?downtime, "killed; starting it again after the downtime");
+        tokio::time::sleep(downtime).await;
+        let process = Supervised::spawn(launch, &self.layout.logs())?;
+        if let Some(janitor) = self.janitor.as_mut() {
+            janitor.watch(process.pid())?;
+        }
+        // The old handle's process has exited; dropping it only reaps it.
+        self.processes[index] = process;
+        Ok(index)
+    }
+
+    /// The index in `self.processes` of the component called `name`.
+    fn index_of(&self, name: &str) -> Result<usize> {
+        self.processes
+            .iter()
+            .position(|p| p.name() == name)
+            .ok_or_else(|| Error::NoSuchComponent(name.to_owned()))
+    }
+
     /// Starts one component; returns its index in `self.processes`.
     fn launch(&mut self, launch: Launch) -> Result<usize> {
         let process = Supervised::spawn(launch, &self.layout.logs())?;

@@ -85,6 +85,10 @@ pub enum Error {
         source: serde_yaml::Error,
     },
 
+    /// The control plane has no component of that name.
+    #[error("the control plane has no component {0}")]
+    NoSuchComponent(String),
+
     /// The shared control plane of this test process failed to start earlier.
     #[error("the shared control plane failed to start: {0}")]
     Shared(Arc<Error>),

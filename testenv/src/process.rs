@@ -114,6 +114,18 @@ impl Supervised {
         self.child.id()
     }
 
+    /// The component's name, e.g. `etcd`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Kills the component (SIGKILL, as a crash does) and waits until it is gone. The handle
+    /// stays usable: [`Supervised::check_running`] reports the exit.
+    pub(crate) fn kill(&mut self) {
+        self.release();
+        self.reap(Instant::now() + STOP_GRACE);
+    }
+
     /// Fails with the exit status and log tail if the component has exited.
     pub(crate) fn check_running(&mut self) -> Result<()> {
         match self.child.try_wait() {
@@ -294,6 +306,17 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(!alive(component));
+    }
+
+    #[test]
+    fn a_killed_component_is_gone_and_reported_as_exited() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut process = Supervised::spawn(sleeper("sleeper"), dir.path()).unwrap();
+        let component = component_pid(process.pid());
+        process.kill();
+        assert!(!alive(component));
+        assert!(process.check_running().is_err());
+        assert_eq!(process.name(), "sleeper");
     }
 
     #[test]
