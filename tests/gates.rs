@@ -62,11 +62,14 @@ impl Env {
     }
 
     fn controller(&self) -> JoinHandle<()> {
-        let ctx = Arc::new(Context::new(
+        self.controller_with(Arc::new(Context::new(
             self.admin.clone(),
             Some("gates-test".into()),
             PlanConfig::default(),
-        ));
+        )))
+    }
+
+    fn controller_with(&self, ctx: Arc<Context>) -> JoinHandle<()> {
         let ns = self.ns.clone();
         tokio::spawn(async move {
             let _ = controller::run(ctx, Some(ns), std::future::pending()).await;
@@ -772,6 +775,227 @@ async fn a_major_release_without_migration_steps_waits_naming_them() -> anyhow::
     )
     .await?;
     env.wait_condition("web-3-0-0", "RequirementsMet", "True", None)
+        .await?;
+    Ok(())
+}
+
+// -------------------------------------------------------------------------------------------
+// Named requirements: sign-offs and condition gates on any object
+// -------------------------------------------------------------------------------------------
+
+/// A namespaced kind with a status subresource, standing in for a CI system's PipelineRun.
+async fn install_scan_kind(env: &Env) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "securityscans.ci.relman-tests.io"},
+        "spec": {
+            "group": "ci.relman-tests.io",
+            "names": {"kind": "SecurityScan", "plural": "securityscans", "singular": "securityscan"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))?;
+    let crds: Api<CustomResourceDefinition> = Api::all(env.admin.clone());
+    crds.patch(
+        "securityscans.ci.relman-tests.io",
+        &apply_params(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    let established = |c: Option<&CustomResourceDefinition>| {
+        c.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            })
+    };
+    tokio::time::timeout(
+        WAIT,
+        await_condition(crds, "securityscans.ci.relman-tests.io", established),
+    )
+    .await??;
+    Ok(())
+}
+
+/// Sets the `Passed` condition of the SecurityScan `name` to `status`.
+async fn set_scan(env: &Env, name: &str, status: &str) -> anyhow::Result<()> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("ci.relman-tests.io", "v1", "SecurityScan"),
+        "securityscans",
+    );
+    let scans: Api<DynamicObject> = Api::namespaced_with(env.admin.clone(), &env.ns, &resource);
+    if scans.get_opt(name).await?.is_none() {
+        let scan =
+            DynamicObject::new(name, &resource).data(json!({"spec": {"image": "web:2.0.0"}}));
+        scans.create(&PostParams::default(), &scan).await?;
+    }
+    let condition = json!({"type": "Passed", "status": status, "reason": "Scanned",
+        "message": "", "lastTransitionTime": "2026-11-26T00:00:00Z"});
+    scans
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [condition]}})),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The row of requirement `name` in `status`.
+fn requirement<'a>(
+    status: &'a ReleaseStatus,
+    name: &str,
+) -> &'a relman::api::release::RequirementStatus {
+    status
+        .requirements
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no requirement {name}: {status:#?}"))
+}
+
+#[tokio::test]
+async fn named_requirements_wait_for_a_sign_off_and_a_watched_condition() -> anyhow::Result<()> {
+    let env = Env::new("gates-named").await?;
+    install_scan_kind(&env).await?;
+    env.deployments(&["web-staging"]).await?;
+    let ctx = Arc::new(Context::new(
+        env.admin.clone(),
+        Some("gates-test".into()),
+        PlanConfig::default(),
+    ));
+    let _controller = env.controller_with(ctx.clone());
+    let requirements = json!({"requirements": [
+        {"name": "acceptance-criteria", "description": "Product signed the acceptance criteria off."},
+        {"name": "security-scan", "condition": {"apiVersion": "ci.relman-tests.io/v1",
+            "kind": "SecurityScan", "name": "web-2-0-0", "type": "Passed"}}
+    ]});
+    env.create(&release("2.0.0", "Major", staging_only(), requirements))
+        .await?;
+    // A gate on a kind nobody serves is a clear reason, not an error loop.
+    let mut unknown = release(
+        "2.0.1",
+        "Patch",
+        json!([{"name": "staging", "deployments": ["api-staging"]}]),
+        json!({"application": "api", "requirements": [{"name": "load-test", "condition": {
+            "apiVersion": "ci.relman-tests.io/v1", "kind": "LoadTest", "name": "api-2-0-1",
+            "type": "Passed"}}]}),
+    );
+    unknown.metadata.name = Some("api-2-0-1".into());
+    env.create(&unknown).await?;
+
+    // Both named requirements are missing, and the message says what each waits for.
+    let waiting = env
+        .wait_condition("web-2-0-0", "RequirementsMet", "False", None)
+        .await?;
+    let message = &condition(&waiting, "RequirementsMet").message;
+    assert!(message.contains("acceptance-criteria"), "{message}");
+    assert!(
+        message.contains("security-scan") && message.contains("SecurityScan web-2-0-0 not found"),
+        "{message}"
+    );
+    assert_eq!(condition(&waiting, "Reconciling").status, "True");
+    assert_eq!(condition(&waiting, "StagingDeployed").status, "False");
+    let unknown = env
+        .wait_condition("api-2-0-1", "RequirementsMet", "False", None)
+        .await?;
+    let message = &requirement(&unknown, "load-test").message;
+    assert!(
+        message.as_deref().is_some_and(|m| m
+            .contains("does not serve ci.relman-tests.io/v1 LoadTest")
+            && m.contains("spec.requirements[load-test].condition")),
+        "{message:?}"
+    );
+    assert_eq!(condition(&unknown, "Stalled").status, "False");
+
+    // A sign-off meets the first; the scan still holds the release.
+    Api::<ReleaseApproval>::namespaced(env.admin.clone(), &env.ns)
+        .create(
+            &PostParams::default(),
+            &approval("acceptance", "acceptance-criteria", "product-owner"),
+        )
+        .await?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = env
+            .releases
+            .get("web-2-0-0")
+            .await?
+            .status
+            .unwrap_or_default();
+        if status
+            .requirements
+            .iter()
+            .any(|r| r.name == "acceptance-criteria" && r.met)
+        {
+            assert!(
+                requirement(&status, "acceptance-criteria")
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("approved by product-owner")),
+                "{status:#?}"
+            );
+            assert!(!requirement(&status, "security-scan").met, "{status:#?}");
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the sign-off was not counted: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The scan runs and fails: the gate names the status it waits for.
+    set_scan(&env, "web-2-0-0", "False").await?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = env
+            .releases
+            .get("web-2-0-0")
+            .await?
+            .status
+            .unwrap_or_default();
+        let scan = requirement(&status, "security-scan");
+        if scan
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("has Passed=False, waiting for True"))
+        {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{status:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        ctx.gate_watches().len(),
+        1,
+        "one watch for the SecurityScan kind"
+    );
+
+    // It passes: the watch wakes the release at once (no 15 s poll), and it goes out.
+    let flipped = Instant::now();
+    set_scan(&env, "web-2-0-0", "True").await?;
+    let met = env
+        .wait_condition("web-2-0-0", "RequirementsMet", "True", None)
+        .await?;
+    let reaction = flipped.elapsed();
+    eprintln!("the condition gate opened {reaction:?} after the condition flipped");
+    assert!(
+        reaction < Duration::from_secs(5),
+        "the gate opened {reaction:?} after the condition flipped; a watched gate must not wait for the 15 s recheck"
+    );
+    assert!(
+        requirement(&met, "security-scan")
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("SecurityScan web-2-0-0 has Passed=True")),
+        "{met:#?}"
+    );
+    env.wait_condition("web-2-0-0", "Ready", "True", None)
         .await?;
     Ok(())
 }

@@ -545,7 +545,8 @@ pub enum ReleasePhase {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequirementStatus {
-    /// The requirement's name (built-in ones: notesDrafted, rollbackPlanDocumented, smokeTestsPrepared).
+    /// The requirement's name: a built-in one (versionType, notesDrafted, rollbackPlanDocumented,
+    /// smokeTestsPrepared, migrationStepsListed) or a `spec.requirements[].name`.
     pub name: String,
     /// Whether it is met.
     pub met: bool,

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::{Scope, pinned_kind};
+use kube::discovery::Scope;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use semver::Version;
 
+use super::gate_watch::{GateWatches, Lookup};
 use crate::api::release::{ConditionGate, ReleasePhase, RequirementStatus, StagePhase};
 use crate::api::{Decision, Release, ReleaseCalendar, ReleaseType};
 use crate::calendar::CompiledCalendar;
@@ -38,8 +38,8 @@ pub const REASON_VERSION_NOT_NEWER: &str = "VersionNotNewer";
 /// `RequirementsMet` reason for every other unmet requirement.
 pub const REASON_REQUIREMENTS_NOT_MET: &str = "RequirementsNotMet";
 
-/// How soon an unmet condition gate is looked at again. Condition gates name objects of any
-/// kind, which relman does not watch yet.
+/// How soon an unmet condition gate is looked at again when its kind cannot be watched (see
+/// [`super::gate_watch`]); a watched gate is woken by the watch instead.
 const CONDITION_GATE_RECHECK: chrono::Duration = chrono::Duration::seconds(15);
 
 /// How long a reconcile waits for the Release store's first list before reading the API.
@@ -52,6 +52,7 @@ pub async fn evaluate(
     namespace: &str,
     approvals: &[ObservedApproval],
     known: &KnownReleases,
+    watches: &GateWatches,
     now: DateTime<Utc>,
 ) -> Result<Gates> {
     let version = version_type(client, release, namespace, known).await?;
@@ -62,8 +63,9 @@ pub async fn evaluate(
     for requirement in &release.spec.requirements {
         let status = match &requirement.condition {
             Some(gate) => {
-                let status = condition_gate(client, namespace, &requirement.name, gate).await?;
-                if !status.met {
+                let (status, watched) =
+                    condition_gate(client, watches, namespace, &requirement.name, gate).await?;
+                if !status.met && !watched {
                     recheck = Some(now + CONDITION_GATE_RECHECK);
                 }
                 status
@@ -95,7 +97,7 @@ pub async fn evaluate(
 
 /// Whether a stage of `release` has started, according to its stored status. The
 /// requirements are checked only until then; afterwards `RequirementsMet` keeps what it said.
-fn has_started(release: &Release) -> bool {
+pub(super) fn has_started(release: &Release) -> bool {
     release.status.as_ref().is_some_and(|s| {
         s.stages
             .iter()
@@ -489,35 +491,78 @@ fn approval_requirement(
     }
 }
 
-/// A named requirement met by a condition on another object in the Release's namespace.
+/// A named requirement met by a condition on another object in the Release's namespace (or a
+/// cluster-scoped one). The object is read from the kind's watch when it runs; the second value
+/// says so (an unwatched gate must be looked at again later).
 async fn condition_gate(
     client: &Client,
+    watches: &GateWatches,
     namespace: &str,
     name: &str,
     gate: &ConditionGate,
-) -> Result<RequirementStatus> {
-    let unmet = |message: String| RequirementStatus {
+) -> Result<(RequirementStatus, bool)> {
+    let Some((resource, scope)) = watches.resolve(gate).await else {
+        return Ok((
+            unmet(
+                name,
+                format!(
+                    "the API server does not serve {} {}: check spec.requirements[{name}].condition",
+                    gate.api_version, gate.kind
+                ),
+            ),
+            false,
+        ));
+    };
+    let (object, watched) = match watches.lookup(gate, &resource, &scope, namespace) {
+        Lookup::Found(object) => (Some(object), true),
+        Lookup::Missing => (None, true),
+        Lookup::Unwatched => {
+            let api: Api<DynamicObject> = match scope {
+                Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, &resource),
+                Scope::Cluster => Api::all_with(client.clone(), &resource),
+            };
+            match api.get_opt(&gate.name).await {
+                Ok(object) => (object.map(Arc::new), false),
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    return Ok((
+                        unmet(
+                            name,
+                            format!(
+                                "relman may not read {} {} (forbidden): grant it get, list and \
+                                 watch on this kind (Helm value rbac.conditionGateRules)",
+                                gate.kind, gate.name
+                            ),
+                        ),
+                        false,
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok((gate_status(name, gate, object.as_deref())?, watched))
+}
+
+/// An unmet requirement `name` with `message`.
+fn unmet(name: &str, message: String) -> RequirementStatus {
+    RequirementStatus {
         name: name.to_owned(),
         met: false,
         message: Some(message),
-    };
-    let (group, version) = match gate.api_version.split_once('/') {
-        Some((g, v)) => (g, v),
-        None => ("", gate.api_version.as_str()),
-    };
-    let gvk = GroupVersionKind::gvk(group, version, &gate.kind);
-    let Ok((resource, caps)) = pinned_kind(client, &gvk).await else {
-        return Ok(unmet(format!(
-            "the API server does not serve {} {}: check spec.requirements[{name}].condition",
-            gate.api_version, gate.kind
-        )));
-    };
-    let api: Api<DynamicObject> = match caps.scope {
-        Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, &resource),
-        Scope::Cluster => Api::all_with(client.clone(), &resource),
-    };
-    let Some(object) = api.get_opt(&gate.name).await? else {
-        return Ok(unmet(format!("{} {} not found", gate.kind, gate.name)));
+    }
+}
+
+/// Whether `object` (absent: not found) has the condition `gate` asks for.
+fn gate_status(
+    name: &str,
+    gate: &ConditionGate,
+    object: Option<&DynamicObject>,
+) -> Result<RequirementStatus> {
+    let Some(object) = object else {
+        return Ok(unmet(
+            name,
+            format!("{} {} not found", gate.kind, gate.name),
+        ));
     };
     let want = serde_json::to_value(gate.status)?;
     let found = object.data["status"]["conditions"]
@@ -538,18 +583,24 @@ async fn condition_gate(
                 want.as_str().unwrap_or_default()
             )),
         },
-        Some(status) => unmet(format!(
-            "{} {} has {}={}, waiting for {}",
-            gate.kind,
-            gate.name,
-            gate.condition_type,
-            status.as_str().unwrap_or_default(),
-            want.as_str().unwrap_or_default()
-        )),
-        None => unmet(format!(
-            "{} {} has no {} condition yet",
-            gate.kind, gate.name, gate.condition_type
-        )),
+        Some(status) => unmet(
+            name,
+            format!(
+                "{} {} has {}={}, waiting for {}",
+                gate.kind,
+                gate.name,
+                gate.condition_type,
+                status.as_str().unwrap_or_default(),
+                want.as_str().unwrap_or_default()
+            ),
+        ),
+        None => unmet(
+            name,
+            format!(
+                "{} {} has no {} condition yet",
+                gate.kind, gate.name, gate.condition_type
+            ),
+        ),
     })
 }
 

@@ -12,6 +12,7 @@
 //! background ([`crate::notify`]).
 
 pub mod calendar;
+mod gate_watch;
 mod gates;
 mod notes;
 mod observe;
@@ -30,6 +31,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
+pub use gate_watch::GateWatches;
 pub use gates::{KnownReleases, built_in_requirements};
 pub use observe::observe;
 
@@ -60,6 +62,8 @@ pub struct Context {
     ready: ReadyFlag,
     /// Sends `spec.notify` notifications in the background.
     notifier: Notifier,
+    /// Watches the kinds condition gates name, and wakes the Releases waiting on them.
+    gate_watches: GateWatches,
 }
 
 impl Context {
@@ -74,6 +78,7 @@ impl Context {
         Self {
             notifier: Notifier::new(client.clone(), recorder.clone()).with_metrics(metrics.clone()),
             recorder,
+            gate_watches: GateWatches::new(client.clone()),
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -126,6 +131,11 @@ impl Context {
     /// The metrics this controller reports.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The watches of the kinds condition gates name.
+    pub fn gate_watches(&self) -> &GateWatches {
+        &self.gate_watches
     }
 
     /// Fails with [`Error::NotLeader`] unless this replica may write now. Checked right
@@ -220,6 +230,7 @@ pub async fn run(
     if let Ok(mut known) = ctx.known_releases.write() {
         *known = KnownReleases::from_store(store.clone());
     }
+    ctx.gate_watches.set_releases(store.clone());
     let calendar_store = store.clone();
     let calendar_generations = GenerationMemory::default();
     controller
@@ -264,6 +275,8 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        // A condition a gate waits for flipped on another object.
+        .reconcile_on(ctx.gate_watches.wakeups())
         // A new leader reconciles every Release: the standby skipped them all.
         .reconcile_all_on(ctx.leadership.gained())
         .graceful_shutdown_on(shutdown)
@@ -349,7 +362,15 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
     let started = std::time::Instant::now();
     let known = ctx.known_releases();
     let now = chrono::Utc::now();
-    let observed = observe(&ctx.client, &release, &ctx.config, &known, now).await?;
+    let observed = observe(
+        &ctx.client,
+        &release,
+        &ctx.config,
+        &known,
+        &ctx.gate_watches,
+        now,
+    )
+    .await?;
     let plan = plan::plan(&observed);
     ctx.ensure_leader()?;
     // Release notes go out before the status records a started stage (so before production).

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
+use super::gate_watch::GateWatches;
 use super::gates::{self, KnownReleases};
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};
@@ -27,13 +28,15 @@ pub async fn observe(
     release: &Release,
     config: &PlanConfig,
     known: &KnownReleases,
+    watches: &GateWatches,
     now: DateTime<Utc>,
 ) -> Result<Observed> {
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let approvals = approvals(client, release, &namespace).await?;
-    let gates = gates::evaluate(client, release, &namespace, &approvals, known, now).await?;
+    let gates =
+        gates::evaluate(client, release, &namespace, &approvals, known, watches, now).await?;
     Ok(Observed {
         deployments: deployments(client, release, &namespace, known).await?,
         jobs: jobs(client, release, &namespace).await?,
