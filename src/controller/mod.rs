@@ -11,6 +11,7 @@
 //! Events, the `spec.notify` notifications of the reconcile's transitions go out in the
 //! background ([`crate::notify`]).
 
+mod caches;
 pub mod calendar;
 mod gate_watch;
 mod gates;
@@ -31,6 +32,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
+use caches::{Cache, Caches};
 pub use gate_watch::GateWatches;
 pub use gates::{KnownReleases, built_in_requirements};
 pub use observe::observe;
@@ -64,6 +66,8 @@ pub struct Context {
     notifier: Notifier,
     /// Watches the kinds condition gates name, and wakes the Releases waiting on them.
     gate_watches: GateWatches,
+    /// The Jobs and approvals the reconcile reads, once the controller runs.
+    caches: RwLock<Caches>,
 }
 
 impl Context {
@@ -79,6 +83,7 @@ impl Context {
             notifier: Notifier::new(client.clone(), recorder.clone()).with_metrics(metrics.clone()),
             recorder,
             gate_watches: GateWatches::new(client.clone()),
+            caches: RwLock::new(Caches::default()),
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -87,6 +92,14 @@ impl Context {
             metrics,
             ready: ReadyFlag::new(),
         }
+    }
+
+    /// What the reconcile reads instead of the API (empty until the controller runs).
+    fn caches(&self) -> Caches {
+        self.caches
+            .read()
+            .map(|caches| caches.clone())
+            .unwrap_or_default()
     }
 
     /// Where the release type check finds earlier releases (the store of the controller that
@@ -231,6 +244,20 @@ pub async fn run(
         *known = KnownReleases::from_store(store.clone());
     }
     ctx.gate_watches.set_releases(store.clone());
+    let (jobs, job_events) = Cache::watch(
+        scoped::<Job>(&client, ns),
+        watcher::Config::default().labels(LABEL_RELEASE),
+    );
+    let (approvals, approval_events) = Cache::watch(
+        scoped::<ReleaseApproval>(&client, ns),
+        watcher::Config::default(),
+    );
+    if let Ok(mut caches) = ctx.caches.write() {
+        *caches = Caches {
+            jobs: Some(jobs),
+            approvals: Some(approvals),
+        };
+    }
     let calendar_store = store.clone();
     let calendar_generations = GenerationMemory::default();
     controller
@@ -238,25 +265,17 @@ pub async fn run(
         .watches(releases, watcher::Config::default(), move |changed| {
             releases_sharing_a_deployment(&store.state(), &changed)
         })
-        .watches(
-            scoped::<Job>(&client, ns),
-            watcher::Config::default().labels(LABEL_RELEASE),
-            |job| release_from_labels(&job),
-        )
+        .watches_stream(job_events, |job| release_from_labels(&job))
         .watches(
             scoped::<Deployment>(&client, ns),
             watcher::Config::default().labels(LABEL_RELEASE),
             |deployment| release_from_annotation(&deployment),
         )
-        .watches(
-            scoped::<ReleaseApproval>(&client, ns),
-            watcher::Config::default(),
-            |approval| {
-                approval
-                    .namespace()
-                    .map(|ns| ObjectRef::new(&approval.spec.release).within(&ns))
-            },
-        )
+        .watches_stream(approval_events, |approval| {
+            approval
+                .namespace()
+                .map(|ns| ObjectRef::new(&approval.spec.release).within(&ns))
+        })
         .watches(
             Api::<ReleaseCalendar>::all(client.clone()),
             watcher::Config::default(),
@@ -368,6 +387,7 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
         &ctx.config,
         &known,
         &ctx.gate_watches,
+        &ctx.caches(),
         now,
     )
     .await?;

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
+use super::caches::Caches;
 use super::gate_watch::GateWatches;
 use super::gates::{self, KnownReleases};
 use crate::api::{Release, ReleaseApproval};
@@ -29,17 +30,18 @@ pub async fn observe(
     config: &PlanConfig,
     known: &KnownReleases,
     watches: &GateWatches,
+    caches: &Caches,
     now: DateTime<Utc>,
 ) -> Result<Observed> {
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let approvals = approvals(client, release, &namespace).await?;
+    let approvals = approvals(client, caches, release, &namespace).await?;
     let gates =
         gates::evaluate(client, release, &namespace, &approvals, known, watches, now).await?;
     Ok(Observed {
         deployments: deployments(client, release, &namespace, known).await?,
-        jobs: jobs(client, release, &namespace).await?,
+        jobs: jobs(client, caches, release, &namespace).await?,
         approvals,
         gates,
         config: config.clone(),
@@ -132,46 +134,82 @@ async fn deployment_pod_problems(
     Ok(list.items.iter().flat_map(pod_problems).collect())
 }
 
-async fn jobs(client: &Client, release: &Release, namespace: &str) -> Result<Vec<ObservedJob>> {
-    let selector = format!(
-        "{LABEL_RELEASE}={},{LABEL_RELEASE_NAMESPACE}={namespace}",
-        fit_name(&release.name_any())
-    );
-    let mut out = Vec::new();
-    for ns in stage_namespaces(release, namespace) {
-        let api: Api<Job> = Api::namespaced(client.clone(), &ns);
-        for job in api.list(&ListParams::default().labels(&selector)).await? {
-            let mut observed = ObservedJob::from_job(&job, Vec::new());
-            if matches!(observed.state, JobState::Running { .. }) {
-                let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                let params = ListParams::default().labels(&format!("job-name={}", observed.name));
-                observed.pod_problems = pods
-                    .list(&params)
-                    .await?
-                    .items
-                    .iter()
-                    .flat_map(pod_problems)
-                    .collect();
+/// The Jobs of `release` in its stage namespaces: from the controller's Job cache once it has
+/// listed everything, else from the API.
+async fn jobs(
+    client: &Client,
+    caches: &Caches,
+    release: &Release,
+    namespace: &str,
+) -> Result<Vec<ObservedJob>> {
+    let release_label = fit_name(&release.name_any());
+    let selector = format!("{LABEL_RELEASE}={release_label},{LABEL_RELEASE_NAMESPACE}={namespace}");
+    let namespaces = stage_namespaces(release, namespace);
+    let cached = caches.jobs.as_ref().and_then(|cache| {
+        cache.filter(|job| {
+            let labels = job.labels();
+            labels.get(LABEL_RELEASE) == Some(&release_label)
+                && labels.get(LABEL_RELEASE_NAMESPACE).map(String::as_str) == Some(namespace)
+                && job
+                    .namespace()
+                    .is_some_and(|ns| namespaces.contains(ns.as_str()))
+        })
+    });
+    let found: Vec<Job> = match cached {
+        Some(jobs) => jobs.iter().map(|job| (**job).clone()).collect(),
+        None => {
+            let mut found = Vec::new();
+            for ns in &namespaces {
+                let api: Api<Job> = Api::namespaced(client.clone(), ns);
+                found.extend(api.list(&ListParams::default().labels(&selector)).await?);
             }
-            out.push(observed);
+            found
         }
+    };
+    let mut out = Vec::new();
+    for job in found {
+        let mut observed = ObservedJob::from_job(&job, Vec::new());
+        if matches!(observed.state, JobState::Running { .. }) {
+            let ns = job.namespace().unwrap_or_default();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let params = ListParams::default().labels(&format!("job-name={}", observed.name));
+            observed.pod_problems = pods
+                .list(&params)
+                .await?
+                .items
+                .iter()
+                .flat_map(pod_problems)
+                .collect();
+        }
+        out.push(observed);
     }
     Ok(out)
 }
 
+/// The approvals of `release`: from the controller's approval cache once it has listed
+/// everything, else from the API.
 async fn approvals(
     client: &Client,
+    caches: &Caches,
     release: &Release,
     namespace: &str,
 ) -> Result<Vec<ObservedApproval>> {
-    let api: Api<ReleaseApproval> = Api::namespaced(client.clone(), namespace);
     let name = release.name_any();
+    let mine =
+        |a: &ReleaseApproval| a.spec.release == name && a.namespace().as_deref() == Some(namespace);
+    if let Some(cached) = caches.approvals.as_ref().and_then(|c| c.filter(mine)) {
+        return Ok(cached
+            .iter()
+            .map(|a| ObservedApproval::from_approval(a))
+            .collect());
+    }
+    let api: Api<ReleaseApproval> = Api::namespaced(client.clone(), namespace);
     Ok(api
         .list(&ListParams::default())
         .await?
         .items
         .iter()
-        .filter(|a| a.spec.release == name)
+        .filter(|a| mine(a))
         .map(ObservedApproval::from_approval)
         .collect())
 }

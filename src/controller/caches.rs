@@ -1,0 +1,107 @@
+//! The reflector stores the reconcile reads instead of the API: the Jobs relman created and the
+//! ReleaseApprovals, filled by the same watches that wake the Releases. A store is read only
+//! once it has listed everything; until then (a controller that just started) the reconcile
+//! asks the API as before.
+//!
+//! A store may lag a write relman just made by a moment. The planner is built for that: a Job
+//! it does not see yet is created again under the same name (the API server answers
+//! AlreadyExists and relman carries on), and approvals never change once created.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::Stream;
+use k8s_openapi::api::batch::v1::Job;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::api::ReleaseApproval;
+
+/// A store and whether it has listed everything yet.
+#[derive(Clone)]
+pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    ready: Arc<AtomicBool>,
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    /// A cache of what `api` lists under `config`, and the stream that fills it (touched
+    /// objects, for `Controller::watches_stream`). Managed fields are dropped: nothing reads
+    /// them, and they are much of an object's size.
+    pub fn watch(
+        api: Api<K>,
+        config: watcher::Config,
+    ) -> (
+        Self,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    ) {
+        let writer = reflector::store::Writer::default();
+        let store = writer.as_reader();
+        let ready = Arc::new(AtomicBool::new(false));
+        let stream = reflector(
+            writer,
+            watcher(api, config)
+                .default_backoff()
+                .modify(|object: &mut K| object.meta_mut().managed_fields = None),
+        )
+        .touched_objects();
+        let cache = Self { store, ready };
+        cache.mark_ready_when_listed();
+        (cache, stream)
+    }
+
+    /// Sets `ready` once the store has seen its first complete list.
+    fn mark_ready_when_listed(&self) {
+        let (store, ready) = (self.store.clone(), self.ready.clone());
+        tokio::spawn(async move {
+            // Store::wait_until_ready may wake only one of several waiters: ask again now and then.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => return ready.store(true, Ordering::SeqCst),
+                    Ok(Err(_)) => return,
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    /// The objects matching `filter`, or `None` while the store has not listed everything.
+    pub fn filter(&self, filter: impl Fn(&K) -> bool) -> Option<Vec<Arc<K>>> {
+        self.ready
+            .load(Ordering::SeqCst)
+            .then(|| self.store.state_filter(filter))
+    }
+
+    /// How many objects the store holds.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+}
+
+/// The caches one controller keeps; empty outside a running controller (reads go to the API).
+#[derive(Clone, Default)]
+pub struct Caches {
+    /// The Jobs labelled with `relman.io/release`.
+    pub jobs: Option<Cache<Job>>,
+    /// Every ReleaseApproval the controller may read.
+    pub approvals: Option<Cache<ReleaseApproval>>,
+}
