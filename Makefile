@@ -63,6 +63,15 @@ test: lint testenv chart-lint integrations ## Lint, check the CRDs are fresh, ru
 	RELMAN_TESTENV_BIN_DIR="$$(bash testenv/build.sh 2>/dev/null | tail -n 1)" \
 	  $(CARGO) test --workspace --all-targets --no-fail-fast
 
+.PHONY: bench
+bench: testenv ## Benchmark relman on the local control plane (BENCH_SIZES=1000,10000 BENCH_PHASES=lifecycle,floor,memory); writes bench/results.json
+	$(CARGO) build --release -p relman -p relman-bench --bin relman --bin relman-bench
+	@mkdir -p target/bench
+	RELMAN_TESTENV_BIN_DIR="$$(bash testenv/build.sh 2>/dev/null | tail -n 1)" \
+	RELMAN_TESTENV_AUDIT_LOG="$(CURDIR)/target/bench/audit.log" \
+	RELMAN_TESTENV_AUDIT_POLICY="$(CURDIR)/bench/audit-policy.yaml" \
+	  target/release/relman-bench
+
 # The full chaos run of `make chaos` (the short one runs inside `make test`); see docs/reliability.md.
 CHAOS_RELEASES ?= 100
 CHAOS_KILLS ?= 60

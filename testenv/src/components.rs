@@ -19,6 +19,22 @@ const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16";
 /// The range kwok hands pod IPs out of.
 const POD_CIDR: &str = "10.244.0.1/16";
 
+/// When set, kube-apiserver writes an audit log (JSON lines) to this path.
+pub(crate) const AUDIT_LOG_ENV: &str = "RELMAN_TESTENV_AUDIT_LOG";
+
+/// The audit policy used with [`AUDIT_LOG_ENV`]; unset, a policy that records every request at
+/// the `Metadata` level is written next to the log (`<log>.policy.yaml`).
+pub(crate) const AUDIT_POLICY_ENV: &str = "RELMAN_TESTENV_AUDIT_POLICY";
+
+/// Records who did what to which object (no bodies), once per request.
+const DEFAULT_AUDIT_POLICY: &str = "\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+";
+
 /// Where the control plane keeps its files, under one scratch directory.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -180,6 +196,38 @@ pub(crate) fn kube_apiserver(bin: &Path, layout: &Layout, ports: &Ports) -> Laun
             "--profiling=false".to_owned(),
         ],
     )
+    .with_args(audit_args())
+}
+
+/// The audit-log flags when [`AUDIT_LOG_ENV`] is set (none otherwise). A default policy that
+/// cannot be written leaves auditing off, with a warning: the log is a measuring aid, not
+/// something a control plane needs.
+fn audit_args() -> Vec<String> {
+    let Some(log) = std::env::var_os(AUDIT_LOG_ENV).filter(|p| !p.is_empty()) else {
+        return Vec::new();
+    };
+    let log = PathBuf::from(log);
+    let policy = match std::env::var_os(AUDIT_POLICY_ENV).filter(|p| !p.is_empty()) {
+        Some(policy) => PathBuf::from(policy),
+        None => {
+            let mut policy = log.clone().into_os_string();
+            policy.push(".policy.yaml");
+            let policy = PathBuf::from(policy);
+            if let Err(e) = crate::fs::write(&policy, DEFAULT_AUDIT_POLICY) {
+                tracing::warn!(error = %e, "cannot write the audit policy: the audit log is off");
+                return Vec::new();
+            }
+            policy
+        }
+    };
+    vec![
+        format!("--audit-policy-file={}", policy.display()),
+        format!("--audit-log-path={}", log.display()),
+        "--audit-log-format=json".to_owned(),
+        // Each event is in the file when its request completes, so a reader counts exactly.
+        "--audit-log-mode=blocking".to_owned(),
+        "--audit-log-maxsize=0".to_owned(),
+    ]
 }
 
 /// kube-controller-manager with every default controller, no leader election, no serving.
@@ -246,6 +294,14 @@ pub(crate) fn kwok(bin: &Path, layout: &Layout, ports: &Ports) -> Launch {
         layout.kwok_workdir().display().to_string(),
     ));
     launch
+}
+
+impl Launch {
+    /// The same launch with `extra` appended to its arguments.
+    fn with_args(mut self, extra: Vec<String>) -> Self {
+        self.args.extend(extra);
+        self
+    }
 }
 
 fn launch<const N: usize>(name: &str, bin: &Path, args: [String; N]) -> Launch {
