@@ -87,7 +87,7 @@ chaos: testenv ## Chaos suite: releases under controller SIGKILLs, API server/et
 	RELMAN_CHAOS_RESTARTS=$(CHAOS_RESTARTS) RELMAN_CHAOS_RESTART_RELEASES=$(CHAOS_SIDE_RELEASES) \
 	RELMAN_CHAOS_LEADER_RELEASES=$(CHAOS_SIDE_RELEASES) RELMAN_CHAOS_LEADER_KILLS=$(CHAOS_LEADER_KILLS) \
 	RELMAN_CHAOS_APPROVAL_WINDOW=$(CHAOS_APPROVAL_WINDOW) \
-	  $(CARGO) test --test chaos --test hostile -- --nocapture --test-threads=1
+	  $(CARGO) test --test chaos --test hostile -- --nocapture --test-threads=1 --include-ignored
 
 .PHONY: integrations
 integrations: ## Go tests of the Argo CD health check, kstatus and Flux examples (integrations/)
