@@ -6,6 +6,7 @@ use std::future::Future;
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use relman::api::{Release, ReleaseApproval};
 use serde_json::{Value, json};
 
@@ -185,35 +186,49 @@ where
         .await
 }
 
-/// Waits until every benchmark Deployment in the cluster has its replica available.
+/// Waits until `expected` benchmark Deployments have their replica available. It watches
+/// rather than lists: listing thousands of Deployments every few seconds would load the API
+/// server the benchmark measures.
 pub async fn wait_deployments_available(
     client: &kube::Client,
     expected: usize,
     timeout: std::time::Duration,
 ) -> anyhow::Result<()> {
     let api: Api<Deployment> = Api::all(client.clone());
-    let params = kube::api::ListParams::default().labels(BENCH_LABEL);
-    let began = std::time::Instant::now();
-    loop {
-        let available = api
-            .list(&params)
-            .await?
-            .items
-            .iter()
-            .filter(|d| {
-                d.status
-                    .as_ref()
-                    .is_some_and(|s| s.available_replicas.unwrap_or(0) >= 1)
-            })
-            .count();
-        if available >= expected {
-            return Ok(());
+    let events = watcher(api, watcher::Config::default().labels(BENCH_LABEL)).default_backoff();
+    let mut available = std::collections::HashSet::new();
+    let count = async {
+        futures::pin_mut!(events);
+        let mut next_report = std::time::Instant::now();
+        while let Some(event) = events.try_next().await? {
+            let (watcher::Event::Apply(d) | watcher::Event::InitApply(d)) = event else {
+                continue;
+            };
+            let key = (d.metadata.namespace.clone(), d.metadata.name.clone());
+            let ready = d
+                .status
+                .as_ref()
+                .is_some_and(|s| s.available_replicas.unwrap_or(0) >= 1);
+            if ready {
+                available.insert(key);
+            } else {
+                available.remove(&key);
+            }
+            if available.len() >= expected {
+                return anyhow::Ok(());
+            }
+            if next_report.elapsed() >= std::time::Duration::from_secs(10) {
+                tracing::info!(
+                    available = available.len(),
+                    expected,
+                    "waiting for the Deployments"
+                );
+                next_report = std::time::Instant::now();
+            }
         }
-        anyhow::ensure!(
-            began.elapsed() < timeout,
-            "only {available} of {expected} Deployments became available within {timeout:?}"
-        );
-        tracing::info!(available, expected, "waiting for the Deployments");
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    }
+        anyhow::bail!("the Deployment watch ended")
+    };
+    tokio::time::timeout(timeout, count).await.map_err(|_| {
+        anyhow::anyhow!("the Deployments did not become available within {timeout:?}")
+    })?
 }
