@@ -52,7 +52,7 @@ where
         let ready = Arc::new(AtomicBool::new(false));
         let stream = reflector(
             writer,
-            watcher(api, config)
+            crate::k8s::watch::watch(api, config)
                 .default_backoff()
                 .modify(|object: &mut K| object.meta_mut().managed_fields = None),
         )

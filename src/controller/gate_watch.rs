@@ -250,7 +250,11 @@ async fn run_watch(
     inner: std::sync::Weak<Inner>,
 ) {
     let mut events = std::pin::pin!(
-        reflector(writer, watcher(api, watcher::Config::default())).default_backoff()
+        reflector(
+            writer,
+            crate::k8s::watch::watch(api, watcher::Config::default()),
+        )
+        .default_backoff()
     );
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.tick().await;

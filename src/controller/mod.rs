@@ -28,8 +28,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use caches::{Cache, Caches};
@@ -237,8 +237,26 @@ pub async fn run(
             e
         })?;
 
-    let controller = Controller::new(releases.clone(), watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // One Release watch, resumed with a fresh list when the API server lost its version (see
+    // `k8s::watch`). Besides waking the Release itself, a Release that changes or goes away
+    // (e.g. finishes) may free a Deployment another Release waits for: those are woken too.
+    let writer = reflector::store::Writer::<Release>::default();
+    let store = writer.as_reader();
+    let (sharing, shared) = futures::channel::mpsc::unbounded();
+    let sharing_store = store.clone();
+    let release_events = reflector(
+        writer,
+        k8s::watch::watch(releases, watcher::Config::default().any_semantic()).default_backoff(),
+    )
+    .inspect(move |event| {
+        if let Ok(watcher::Event::Apply(changed) | watcher::Event::Delete(changed)) = event {
+            for other in releases_sharing_a_deployment(&sharing_store.state(), changed) {
+                let _ = sharing.unbounded_send(other);
+            }
+        }
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(release_events, store.clone());
     ctx.watch_store(&store);
     if let Ok(mut known) = ctx.known_releases.write() {
         *known = KnownReleases::from_store(store.clone());
@@ -261,14 +279,13 @@ pub async fn run(
     let calendar_store = store.clone();
     let calendar_generations = GenerationMemory::default();
     controller
-        // A Release that changes (e.g. finishes) may free a Deployment another one waits for.
-        .watches(releases, watcher::Config::default(), move |changed| {
-            releases_sharing_a_deployment(&store.state(), &changed)
-        })
+        .reconcile_on(shared)
         .watches_stream(job_events, |job| release_from_labels(&job))
-        .watches(
-            scoped::<Deployment>(&client, ns),
-            watcher::Config::default().labels(LABEL_RELEASE),
+        .watches_stream(
+            touched(
+                scoped::<Deployment>(&client, ns),
+                watcher::Config::default().labels(LABEL_RELEASE),
+            ),
             |deployment| release_from_annotation(&deployment),
         )
         .watches_stream(approval_events, |approval| {
@@ -276,9 +293,11 @@ pub async fn run(
                 .namespace()
                 .map(|ns| ObjectRef::new(&approval.spec.release).within(&ns))
         })
-        .watches(
-            Api::<ReleaseCalendar>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            touched(
+                Api::<ReleaseCalendar>::all(client.clone()),
+                watcher::Config::default(),
+            ),
             move |calendar| {
                 // Only a change of the calendar's spec can change a window; its status writes
                 // (every open/close) must not wake every Release that names it.
@@ -308,6 +327,20 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+/// The objects of `api` that change or go away, for `Controller::watches_stream`: a watch that
+/// survives API server restarts ([`k8s::watch`]), with backoff.
+fn touched<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    k8s::watch::watch(api, config)
+        .default_backoff()
+        .touched_objects()
 }
 
 /// The last `metadata.generation` seen per object, to tell spec changes from status writes.

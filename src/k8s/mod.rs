@@ -4,6 +4,7 @@
 pub mod deployment;
 pub mod job;
 pub mod status;
+pub mod watch;
 
 /// The field manager relman uses for every server-side apply and update.
 pub const FIELD_MANAGER: &str = "relman";

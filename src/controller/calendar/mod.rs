@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::reflector::{self, reflector, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
@@ -114,7 +114,16 @@ impl CalendarController {
         if let Some(selector) = &scope.calendar_selector {
             config = config.labels(selector);
         }
-        let controller = Controller::new(Api::<ReleaseCalendar>::all(client.clone()), config);
+        // A calendar watch that survives API server restarts (see `k8s::watch`).
+        let writer = reflector::store::Writer::<ReleaseCalendar>::default();
+        let calendars = writer.as_reader();
+        let events = reflector(
+            writer,
+            crate::k8s::watch::watch(Api::<ReleaseCalendar>::all(client.clone()), config)
+                .default_backoff(),
+        )
+        .applied_objects();
+        let controller = Controller::for_stream(events, calendars);
         let (releases, release_writer) = reflector::store();
         let cache = CalendarCache {
             calendars: controller.store(),
@@ -208,7 +217,7 @@ async fn watch_releases(
     cache: CalendarCache,
     wake: mpsc::Sender<()>,
 ) {
-    let events = watcher(api, watcher::Config::default().any_semantic())
+    let events = crate::k8s::watch::watch(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer);
     futures::pin_mut!(events);
