@@ -1,17 +1,20 @@
-//! The reflector stores the reconcile reads instead of the API: the Jobs relman created and the
-//! ReleaseApprovals, filled by the same watches that wake the Releases. A store is read only
+//! The reflector stores the reconcile reads instead of the API: the Jobs relman created, the
+//! Deployments it drives and the ReleaseApprovals, filled by the same watches that wake the Releases. A store is read only
 //! once it has listed everything; until then (a controller that just started) the reconcile
 //! asks the API as before.
 //!
 //! A store may lag a write relman just made by a moment. The planner is built for that: a Job
 //! it does not see yet is created again under the same name (the API server answers
-//! AlreadyExists and relman carries on), and approvals never change once created.
+//! AlreadyExists and relman carries on), and approvals never change once created. A cached
+//! Deployment is used only once it is at least as new as relman's own last write of it
+//! ([`super::memo::WrittenVersions`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::Stream;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Resource;
 use kube::api::Api;
@@ -86,14 +89,14 @@ where
             .then(|| self.store.state_filter(filter))
     }
 
-    /// How many objects the store holds.
-    pub fn len(&self) -> usize {
-        self.store.len()
-    }
-
-    /// Whether the store is empty.
-    pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
+    /// The object `namespace/name`, or `None` while the store has not listed everything or
+    /// does not hold it.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        if !self.ready.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.store
+            .get(&reflector::ObjectRef::new(name).within(namespace))
     }
 }
 
@@ -104,4 +107,6 @@ pub struct Caches {
     pub jobs: Option<Cache<Job>>,
     /// Every ReleaseApproval the controller may read.
     pub approvals: Option<Cache<ReleaseApproval>>,
+    /// The Deployments labelled with `relman.io/release` (those relman drives or drove).
+    pub deployments: Option<Cache<Deployment>>,
 }

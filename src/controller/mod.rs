@@ -15,6 +15,7 @@ mod caches;
 pub mod calendar;
 mod gate_watch;
 mod gates;
+mod memo;
 mod notes;
 mod observe;
 
@@ -66,8 +67,18 @@ pub struct Context {
     notifier: Notifier,
     /// Watches the kinds condition gates name, and wakes the Releases waiting on them.
     gate_watches: GateWatches,
-    /// The Jobs and approvals the reconcile reads, once the controller runs.
+    /// The Jobs, Deployments and approvals the reconcile reads, once the controller runs.
     caches: RwLock<Caches>,
+    /// What saves reads between reconciles.
+    memos: Memos,
+}
+
+/// What the controller remembers between reconciles (see [`memo`]).
+#[derive(Default)]
+struct Memos {
+    notes: memo::NotesMemo,
+    pods: memo::PodChecks,
+    written: memo::WrittenVersions,
 }
 
 impl Context {
@@ -84,6 +95,7 @@ impl Context {
             recorder,
             gate_watches: GateWatches::new(client.clone()),
             caches: RwLock::new(Caches::default()),
+            memos: Memos::default(),
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -246,7 +258,9 @@ pub async fn run(
     let sharing_store = store.clone();
     let release_events = reflector(
         writer,
-        k8s::watch::watch(releases, watcher::Config::default().any_semantic()).default_backoff(),
+        k8s::watch::watch(releases, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(slim_release),
     )
     .inspect(move |event| {
         if let Ok(watcher::Event::Apply(changed) | watcher::Event::Delete(changed)) = event {
@@ -270,10 +284,15 @@ pub async fn run(
         scoped::<ReleaseApproval>(&client, ns),
         watcher::Config::default(),
     );
+    let (deployments, deployment_events) = Cache::watch(
+        scoped::<Deployment>(&client, ns),
+        watcher::Config::default().labels(LABEL_RELEASE),
+    );
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Caches {
             jobs: Some(jobs),
             approvals: Some(approvals),
+            deployments: Some(deployments),
         };
     }
     let calendar_store = store.clone();
@@ -281,13 +300,9 @@ pub async fn run(
     controller
         .reconcile_on(shared)
         .watches_stream(job_events, |job| release_from_labels(&job))
-        .watches_stream(
-            touched(
-                scoped::<Deployment>(&client, ns),
-                watcher::Config::default().labels(LABEL_RELEASE),
-            ),
-            |deployment| release_from_annotation(&deployment),
-        )
+        .watches_stream(deployment_events, |deployment| {
+            release_from_annotation(&deployment)
+        })
         .watches_stream(approval_events, |approval| {
             approval
                 .namespace()
@@ -327,6 +342,16 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+/// Drops what the controller never reads from the copy of a Release its store keeps: the
+/// managed fields (kubectl's, relman's status, the notifier's) and the copy of the whole
+/// manifest `kubectl apply` leaves in an annotation. Together they can double a Release's size.
+fn slim_release(release: &mut Release) {
+    release.metadata.managed_fields = None;
+    if let Some(annotations) = release.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// The objects of `api` that change or go away, for `Controller::watches_stream`: a watch that
@@ -412,18 +437,16 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
     ctx.ensure_leader()?;
     let _timer = ctx.metrics.reconcile_timer(ControllerKind::Release);
     let started = std::time::Instant::now();
-    let known = ctx.known_releases();
+    if release.is_finished() && observed_generation(&release) == release.metadata.generation {
+        // Succeeded or RolledBack, and nothing asked of it since (an abort or a root cause
+        // changes the spec): there is nothing to read and nothing to do.
+        return Ok(Requeue::await_change());
+    }
     let now = chrono::Utc::now();
-    let observed = observe(
-        &ctx.client,
-        &release,
-        &ctx.config,
-        &known,
-        &ctx.gate_watches,
-        &ctx.caches(),
-        now,
-    )
-    .await?;
+    let observe::Observation {
+        observed,
+        pods_recheck,
+    } = observe(&ctx, &release, now).await?;
     let plan = plan::plan(&observed);
     ctx.ensure_leader()?;
     // Release notes go out before the status records a started stage (so before production).
@@ -431,7 +454,7 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
     write_status(&ctx.client, &release, &plan.status).await?;
     ctx.record_status_written(&release, &plan.status, now);
     ctx.ensure_leader()?;
-    act(&ctx.client, &release, &plan.action).await?;
+    act(&ctx, &release, &plan.action).await?;
     ctx.record_action(&plan.action);
     publish_events(&ctx, &release, &plan).await;
     // After the status write: each transition notifies once (see `crate::notify`).
@@ -448,10 +471,19 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
         elapsed_ms = started.elapsed().as_millis() as u64,
         "reconciled"
     );
-    Ok(match plan.requeue_after {
+    let requeue = match (plan.requeue_after, pods_recheck) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(match requeue {
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
+}
+
+/// The generation the stored status was planned from.
+fn observed_generation(release: &Release) -> Option<i64> {
+    release.status.as_ref().and_then(|s| s.observed_generation)
 }
 
 /// Transient errors back off exponentially per Release, from 1 s to 5 min; a conflict (a
@@ -511,8 +543,17 @@ async fn write_status(client: &Client, release: &Release, status: &ReleaseStatus
     }
 }
 
-/// Takes the planned step.
-async fn act(client: &Client, release: &Release, action: &Action) -> Result<()> {
+/// Takes the planned step. A Deployment write's resourceVersion is remembered, so the next
+/// reconcile does not plan from a cached copy older than it.
+async fn act(ctx: &Context, release: &Release, action: &Action) -> Result<()> {
+    let client = &ctx.client;
+    let written = |deployment: Deployment| {
+        ctx.memos.written.wrote(
+            &deployment.namespace().unwrap_or_default(),
+            &deployment.name_any(),
+            deployment.metadata.resource_version.as_deref(),
+        );
+    };
     let namespace = release.namespace().unwrap_or_default();
     let name = release.name_any();
     let driver = Driver {
@@ -529,19 +570,25 @@ async fn act(client: &Client, release: &Release, action: &Action) -> Result<()> 
             deployment,
             images,
             ..
-        } => k8s::deployment::roll_out(client, namespace, deployment, images, &driver).await,
+        } => k8s::deployment::roll_out(client, namespace, deployment, images, &driver)
+            .await
+            .map(written),
         Action::Revert {
             namespace,
             deployment,
             template,
             ..
-        } => k8s::deployment::revert_to_known_good(client, namespace, deployment, template).await,
+        } => k8s::deployment::revert_to_known_good(client, namespace, deployment, template)
+            .await
+            .map(written),
         Action::MarkKnownGood {
             namespace,
             deployment,
             annotations,
             ..
-        } => k8s::deployment::mark_known_good(client, namespace, deployment, annotations).await,
+        } => k8s::deployment::mark_known_good(client, namespace, deployment, annotations)
+            .await
+            .map(written),
     }
 }
 

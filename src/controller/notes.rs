@@ -25,8 +25,9 @@ use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
 const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
 /// Publishes the notes of `release` when `status` (the status about to be written) says they
-/// are due and the ConfigMap does not hold them yet. Costs one read at steady state and a
-/// write only when the notes changed; records a `NotesPublished` Event when it writes.
+/// are due and the ConfigMap does not hold them yet. Costs a read at most every
+/// [`super::memo::NOTES_RECHECK`] per release and a write only when the notes changed;
+/// records a `NotesPublished` Event when it writes.
 pub(super) async fn publish(
     ctx: &Context,
     release: &Release,
@@ -38,12 +39,18 @@ pub(super) async fn publish(
     let desired = desired_config_map(release, status)?;
     let name = desired.name_any();
     let namespace = desired.namespace().unwrap_or_default();
+    // What relman wrote or read last stands for the ConfigMap for a while (see `memo`).
+    let content = serde_json::to_string(&desired)?;
+    if ctx.memos.notes.is_current(&namespace, &name, &content) {
+        return Ok(());
+    }
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
     if api
         .get_opt(&name)
         .await?
         .is_some_and(|current| is_current(&current, &desired))
     {
+        ctx.memos.notes.confirmed(&namespace, &name, &content);
         return Ok(());
     }
     api.patch(
@@ -52,6 +59,7 @@ pub(super) async fn publish(
         &Patch::Apply(&desired),
     )
     .await?;
+    ctx.memos.notes.confirmed(&namespace, &name, &content);
     // Counted with the planned steps: a side effect of the release, not a status write.
     ctx.metrics
         .wrote(ControllerKind::Release, WriteKind::Action);

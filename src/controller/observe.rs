@@ -1,6 +1,12 @@
 //! Observe: read everything the planner needs for one Release.
+//!
+//! Most of it comes from the controller's watch caches ([`super::caches`]); the API is asked
+//! only for what a cache does not hold yet (a Deployment relman has not driven, or one whose
+//! cached copy is older than relman's own last write of it), and for the pods of a rollout or
+//! Job that has run for [`POD_CHECK_DELAY`] (see [`super::memo`]).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -9,9 +15,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
+use super::Context;
 use super::caches::Caches;
-use super::gate_watch::GateWatches;
 use super::gates::{self, KnownReleases};
+use super::memo::{POD_CHECK_DELAY, PodCheckDue};
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};
 use crate::k8s::ANNOTATION_DRIVEN_BY;
@@ -19,35 +26,90 @@ use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
 use crate::plan::observed::pod_problems;
 use crate::plan::rollout::{RolloutProgress, rollout_progress};
 use crate::plan::{
-    JobState, Observed, ObservedApproval, ObservedDeployment, ObservedJob, PlanConfig,
+    JobState, Observed, ObservedApproval, ObservedDeployment, ObservedJob, PodProblem,
 };
 
-/// Reads the Release's Deployments, Jobs, approvals and gates. `known` is where the release
-/// type check finds the application's earlier releases.
-pub async fn observe(
-    client: &Client,
-    release: &Release,
-    config: &PlanConfig,
-    known: &KnownReleases,
-    watches: &GateWatches,
-    caches: &Caches,
-    now: DateTime<Utc>,
-) -> Result<Observed> {
+/// What one observation found, and when the pods it did not list yet are due a look.
+pub struct Observation {
+    /// The planner's input.
+    pub observed: Observed,
+    /// Reconcile again after this long at the latest: a rollout or Job is running whose pods
+    /// were not listed yet (or not lately).
+    pub pods_recheck: Option<Duration>,
+}
+
+/// Reads the Release's Deployments, Jobs, approvals and gates, mostly from `ctx`'s caches.
+pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Result<Observation> {
+    let client = &ctx.client;
+    let caches = ctx.caches();
+    let known = ctx.known_releases();
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let approvals = approvals(client, caches, release, &namespace).await?;
-    let gates =
-        gates::evaluate(client, release, &namespace, &approvals, known, watches, now).await?;
-    Ok(Observed {
-        deployments: deployments(client, release, &namespace, known).await?,
-        jobs: jobs(client, caches, release, &namespace).await?,
-        approvals,
-        gates,
-        config: config.clone(),
+    let approvals = approvals(client, &caches, release, &namespace).await?;
+    let gates = gates::evaluate(
+        client,
+        release,
+        &namespace,
+        &approvals,
+        &known,
+        &ctx.gate_watches,
         now,
-        release: release.clone(),
+    )
+    .await?;
+    let mut recheck = Recheck::default();
+    let deployments = deployments(ctx, &caches, release, &namespace, &known, &mut recheck).await?;
+    let jobs = jobs(ctx, &caches, release, &namespace, &mut recheck).await?;
+    Ok(Observation {
+        observed: Observed {
+            deployments,
+            jobs,
+            approvals,
+            gates,
+            config: ctx.config.clone(),
+            now,
+            release: release.clone(),
+        },
+        pods_recheck: recheck.0,
     })
+}
+
+/// The soonest pod check due.
+#[derive(Default)]
+struct Recheck(Option<Duration>);
+
+impl Recheck {
+    fn at_most(&mut self, after: Duration) {
+        self.0 = Some(self.0.map_or(after, |current| current.min(after)));
+    }
+}
+
+/// The problems of the pods that `selector` selects in `namespace`, listed only when
+/// [`super::memo::PodChecks`] says a list of `key` is due.
+async fn pod_problems_of(
+    ctx: &Context,
+    key: &str,
+    namespace: &str,
+    selector: &str,
+    recheck: &mut Recheck,
+) -> Result<Vec<PodProblem>> {
+    match ctx.memos.pods.due(key) {
+        PodCheckDue::Known {
+            problems,
+            recheck: after,
+        } => {
+            recheck.at_most(after);
+            Ok(problems)
+        }
+        PodCheckDue::List => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+            let list = pods.list(&ListParams::default().labels(selector)).await?;
+            let problems: Vec<PodProblem> = list.items.iter().flat_map(pod_problems).collect();
+            ctx.memos.pods.listed(key, &problems);
+            recheck.at_most(POD_CHECK_DELAY);
+            Ok(problems)
+        }
+    }
 }
 
 /// The namespace of each stage (the Release's own when a stage names none).
@@ -61,35 +123,69 @@ pub fn stage_namespaces(release: &Release, namespace: &str) -> BTreeSet<String> 
 }
 
 async fn deployments(
-    client: &Client,
+    ctx: &Context,
+    caches: &Caches,
     release: &Release,
     namespace: &str,
     known: &KnownReleases,
+    recheck: &mut Recheck,
 ) -> Result<Vec<ObservedDeployment>> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for stage in &release.spec.stages {
         let ns = stage.namespace.as_deref().unwrap_or(namespace);
-        let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
         for name in &stage.deployments {
             if !seen.insert((ns.to_owned(), name.0.clone())) {
                 continue;
             }
-            let Some(deployment) = api.get_opt(&name.0).await? else {
+            let Some(deployment) = read_deployment(ctx, caches, ns, &name.0).await? else {
                 continue;
             };
             let mut observed = ObservedDeployment::from_deployment(&deployment, Vec::new());
             observed.driven_by_other =
-                other_active_driver(client, release, &deployment, known).await?;
+                other_active_driver(&ctx.client, release, &deployment, known).await?;
             // Pods are read only while a rollout is under way: that is when a pod that cannot
             // start decides the outcome.
+            let key = format!(
+                "deployment/{ns}/{}/{}",
+                name.0,
+                deployment.metadata.generation.unwrap_or_default()
+            );
             if matches!(rollout_progress(&observed), RolloutProgress::InProgress(_)) {
-                observed.pod_problems = deployment_pod_problems(client, &deployment).await?;
+                if let Some(selector) = pod_selector(&deployment) {
+                    observed.pod_problems =
+                        pod_problems_of(ctx, &key, ns, &selector, recheck).await?;
+                }
+            } else {
+                ctx.memos.pods.finished(&key);
             }
             out.push(observed);
         }
     }
     Ok(out)
+}
+
+/// The Deployment `namespace/name`: from the cache of Deployments relman drives when its copy
+/// is at least as new as relman's own last write of it, else from the API.
+async fn read_deployment(
+    ctx: &Context,
+    caches: &Caches,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Deployment>> {
+    if let Some(cached) = caches
+        .deployments
+        .as_ref()
+        .and_then(|cache| cache.get(namespace, name))
+        && ctx
+            .memos
+            .written
+            .is_fresh(namespace, name, cached.metadata.resource_version.as_deref())
+    {
+        return Ok(Some((*cached).clone()));
+    }
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api.get_opt(name).await?)
 }
 
 /// The other Release (`namespace/name`) that drives `deployment` and has not finished, if any.
@@ -116,32 +212,28 @@ async fn other_active_driver(
     Ok(active.then(|| driver.clone()))
 }
 
-async fn deployment_pod_problems(
-    client: &Client,
-    deployment: &Deployment,
-) -> Result<Vec<crate::plan::PodProblem>> {
-    let Some(selector) = deployment.spec.selector.match_labels.as_ref() else {
-        return Ok(Vec::new());
-    };
-    let selector = selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let ns = deployment.namespace().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let list = pods.list(&ListParams::default().labels(&selector)).await?;
-    Ok(list.items.iter().flat_map(pod_problems).collect())
+/// The label selector of a Deployment's pods (`matchLabels` only).
+fn pod_selector(deployment: &Deployment) -> Option<String> {
+    let labels = deployment.spec.selector.match_labels.as_ref()?;
+    Some(
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// The Jobs of `release` in its stage namespaces: from the controller's Job cache once it has
 /// listed everything, else from the API.
 async fn jobs(
-    client: &Client,
+    ctx: &Context,
     caches: &Caches,
     release: &Release,
     namespace: &str,
+    recheck: &mut Recheck,
 ) -> Result<Vec<ObservedJob>> {
+    let client = &ctx.client;
     let release_label = fit_name(&release.name_any());
     let selector = format!("{LABEL_RELEASE}={release_label},{LABEL_RELEASE_NAMESPACE}={namespace}");
     let namespaces = stage_namespaces(release, namespace);
@@ -169,17 +261,13 @@ async fn jobs(
     let mut out = Vec::new();
     for job in found {
         let mut observed = ObservedJob::from_job(&job, Vec::new());
+        let key = format!("job/{}", job.uid().unwrap_or_default());
         if matches!(observed.state, JobState::Running { .. }) {
             let ns = job.namespace().unwrap_or_default();
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let params = ListParams::default().labels(&format!("job-name={}", observed.name));
-            observed.pod_problems = pods
-                .list(&params)
-                .await?
-                .items
-                .iter()
-                .flat_map(pod_problems)
-                .collect();
+            let selector = format!("job-name={}", observed.name);
+            observed.pod_problems = pod_problems_of(ctx, &key, &ns, &selector, recheck).await?;
+        } else {
+            ctx.memos.pods.finished(&key);
         }
         out.push(observed);
     }

@@ -68,69 +68,71 @@ pub fn roll_out_patch(
     })
 }
 
-/// Sets the release's images on the Deployment `namespace/name`.
+/// Sets the release's images on the Deployment `namespace/name`; returns it as written.
 pub async fn roll_out(
     client: &Client,
     namespace: &str,
     name: &str,
     images: &BTreeMap<String, String>,
     driver: &Driver<'_>,
-) -> Result<()> {
+) -> Result<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let current = api.get(name).await?;
     let patch = roll_out_patch(&current, images, driver);
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?)
 }
 
 /// Restores `template` as the Deployment's pod template, as `kubectl rollout undo` does: the
-/// whole template is replaced, so the Deployment runs exactly what it ran before.
+/// whole template is replaced, so the Deployment runs exactly what it ran before. Returns the
+/// Deployment as written.
 pub async fn revert_to_known_good(
     client: &Client,
     namespace: &str,
     name: &str,
     template: &PodTemplateSpec,
-) -> Result<()> {
+) -> Result<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let patch: json_patch::Patch = serde_json::from_value(json!([
         { "op": "replace", "path": "/spec/template", "value": template }
     ]))?;
-    api.patch(
-        name,
-        &PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        },
-        &Patch::<()>::Json(patch),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::<()>::Json(patch),
+        )
+        .await?)
 }
 
-/// Merges `annotations` into the Deployment's metadata (not its pod template: no rollout).
+/// Merges `annotations` into the Deployment's metadata (not its pod template: no rollout);
+/// returns the Deployment as written.
 pub async fn mark_known_good(
     client: &Client,
     namespace: &str,
     name: &str,
     annotations: &BTreeMap<String, String>,
-) -> Result<()> {
+) -> Result<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let patch = json!({ "metadata": { "annotations": annotations } });
-    api.patch(
-        name,
-        &PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await?)
 }
 
 #[cfg(test)]

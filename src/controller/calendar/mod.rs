@@ -219,6 +219,7 @@ async fn watch_releases(
 ) {
     let events = crate::k8s::watch::watch(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(keep_what_calendars_read)
         .reflect(writer);
     futures::pin_mut!(events);
     while let Some(event) = events.next().await {
@@ -238,6 +239,26 @@ async fn watch_releases(
             let _ = wake.try_send(());
         }
     }
+}
+
+/// Drops what no calendar reads from the copy of a Release the calendar store keeps: managed
+/// fields, stages, images, requirements and every status field but the phase. A Release's
+/// stages carry whole Job templates and its status a history; without them the store holds a
+/// small fraction of each Release.
+fn keep_what_calendars_read(release: &mut Release) {
+    release.metadata.managed_fields = None;
+    release.metadata.annotations = None;
+    release.spec.stages = Vec::new();
+    release.spec.images = Vec::new();
+    release.spec.requirements = Vec::new();
+    release.spec.notify = Vec::new();
+    release.status = release
+        .status
+        .take()
+        .map(|status| crate::api::ReleaseStatus {
+            phase: status.phase,
+            ..Default::default()
+        });
 }
 
 /// Whether a Release change can change a calendar's status: it names a watched calendar, or

@@ -1,0 +1,291 @@
+//! What the controller remembers between reconciles so it does not ask the API server again:
+//! the notes it published, when it last looked at a rollout's pods, and the resourceVersions
+//! its own Deployment writes returned. Each memo only saves reads: losing it (a restart) costs
+//! one read more, never a wrong decision.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::plan::PodProblem;
+
+/// How long a published notes ConfigMap is trusted without a read: an edit or a deletion by
+/// someone else is repaired within this time.
+pub const NOTES_RECHECK: Duration = Duration::from_secs(600);
+
+/// How long a rollout or a Job runs before relman lists its pods, and then how often it lists
+/// them again. A pod that cannot start (image pull, crash loop, unschedulable) shows only after
+/// a few seconds anyway; listing the pods of every short rollout was a quarter of relman's
+/// requests.
+pub const POD_CHECK_DELAY: Duration = Duration::from_secs(5);
+
+/// Entries not touched for this long are dropped.
+const FORGET_AFTER: Duration = Duration::from_secs(2 * 3600);
+
+/// A map whose entries go away some time after they were last touched.
+#[derive(Debug)]
+struct Expiring<V> {
+    entries: HashMap<String, (Instant, V)>,
+    last_sweep: Instant,
+}
+
+impl<V> Default for Expiring<V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            last_sweep: Instant::now(),
+        }
+    }
+}
+
+impl<V> Expiring<V> {
+    fn get(&self, key: &str) -> Option<&V> {
+        self.entries.get(key).map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, key: String, value: V, now: Instant) {
+        if now.duration_since(self.last_sweep) > FORGET_AFTER / 4 {
+            self.entries
+                .retain(|_, (touched, _)| now.duration_since(*touched) < FORGET_AFTER);
+            self.last_sweep = now;
+        }
+        self.entries.insert(key, (now, value));
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+}
+
+/// The notes relman published: per ConfigMap, a hash of what it holds and when that was last
+/// confirmed (by a read or by relman's own write).
+#[derive(Debug, Default)]
+pub struct NotesMemo(Mutex<Expiring<(u64, Instant)>>);
+
+impl NotesMemo {
+    /// Whether `namespace/name` is known to hold `content` (confirmed less than
+    /// [`NOTES_RECHECK`] ago).
+    pub fn is_current(&self, namespace: &str, name: &str, content: &impl Hash) -> bool {
+        let key = format!("{namespace}/{name}");
+        let hash = hash(content);
+        self.0.lock().is_ok_and(|memo| {
+            memo.get(&key)
+                .is_some_and(|(h, at)| *h == hash && at.elapsed() < NOTES_RECHECK)
+        })
+    }
+
+    /// Records that `namespace/name` holds `content` now.
+    pub fn confirmed(&self, namespace: &str, name: &str, content: &impl Hash) {
+        let now = Instant::now();
+        if let Ok(mut memo) = self.0.lock() {
+            memo.insert(format!("{namespace}/{name}"), (hash(content), now), now);
+        }
+    }
+}
+
+fn hash(content: &impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    content.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What relman saw of a running rollout's or Job's pods, keyed by what is running (a
+/// Deployment's generation, a Job's uid).
+#[derive(Debug, Default)]
+pub struct PodChecks(Mutex<Expiring<PodCheck>>);
+
+#[derive(Clone, Debug)]
+struct PodCheck {
+    running_since: Instant,
+    listed: Option<(Instant, Vec<PodProblem>)>,
+}
+
+/// Whether to list the pods of something running, or what to use instead.
+#[derive(Debug, PartialEq)]
+pub enum PodCheckDue {
+    /// List them now (then call [`PodChecks::listed`]).
+    List,
+    /// Use these problems (from the last list, or none yet); look again after `recheck`.
+    Known {
+        /// The problems the last list found (empty before the first).
+        problems: Vec<PodProblem>,
+        /// When a list is due.
+        recheck: Duration,
+    },
+}
+
+impl PodChecks {
+    /// Whether the pods of `key` are due a list now.
+    pub fn due(&self, key: &str) -> PodCheckDue {
+        self.due_at(key, Instant::now())
+    }
+
+    fn due_at(&self, key: &str, now: Instant) -> PodCheckDue {
+        let Ok(mut checks) = self.0.lock() else {
+            return PodCheckDue::List;
+        };
+        let check = match checks.get(key) {
+            Some(check) => check.clone(),
+            None => {
+                let check = PodCheck {
+                    running_since: now,
+                    listed: None,
+                };
+                checks.insert(key.to_owned(), check.clone(), now);
+                check
+            }
+        };
+        let next = match &check.listed {
+            Some((at, _)) => *at + POD_CHECK_DELAY,
+            None => check.running_since + POD_CHECK_DELAY,
+        };
+        if now >= next {
+            return PodCheckDue::List;
+        }
+        PodCheckDue::Known {
+            problems: check
+                .listed
+                .map(|(_, problems)| problems)
+                .unwrap_or_default(),
+            recheck: next - now,
+        }
+    }
+
+    /// Records what a list of the pods of `key` found.
+    pub fn listed(&self, key: &str, problems: &[PodProblem]) {
+        let now = Instant::now();
+        if let Ok(mut checks) = self.0.lock() {
+            let running_since = checks.get(key).map_or(now, |c| c.running_since);
+            let check = PodCheck {
+                running_since,
+                listed: Some((now, problems.to_vec())),
+            };
+            checks.insert(key.to_owned(), check, now);
+        }
+    }
+
+    /// Forgets `key` (it is no longer running).
+    pub fn finished(&self, key: &str) {
+        if let Ok(mut checks) = self.0.lock() {
+            checks.remove(key);
+        }
+    }
+}
+
+/// The resourceVersion each of relman's Deployment writes returned, until the Deployment
+/// cache has caught up with it: until then the reconcile reads that Deployment from the API,
+/// so it never plans from a Deployment older than its own last write.
+#[derive(Debug, Default)]
+pub struct WrittenVersions(Mutex<Expiring<u64>>);
+
+impl WrittenVersions {
+    /// Records that relman's write of `namespace/name` returned `resource_version`.
+    pub fn wrote(&self, namespace: &str, name: &str, resource_version: Option<&str>) {
+        let key = format!("{namespace}/{name}");
+        let now = Instant::now();
+        if let Ok(mut written) = self.0.lock() {
+            match resource_version.and_then(|rv| rv.parse().ok()) {
+                Some(rv) => written.insert(key, rv, now),
+                // Not a number: the cache cannot be compared with it; read from the API until
+                // the entry expires.
+                None => written.insert(key, u64::MAX, now),
+            }
+        }
+    }
+
+    /// Whether a cached copy of `namespace/name` at `cached` is at least as new as relman's
+    /// last write of it. resourceVersions are compared as numbers (etcd's revisions); one that
+    /// is not a number is never taken as fresh while a write is pending.
+    pub fn is_fresh(&self, namespace: &str, name: &str, cached: Option<&str>) -> bool {
+        let key = format!("{namespace}/{name}");
+        let Ok(mut written) = self.0.lock() else {
+            return false;
+        };
+        let Some(&wrote) = written.get(&key) else {
+            return true;
+        };
+        match cached.and_then(|rv| rv.parse::<u64>().ok()) {
+            Some(seen) if seen >= wrote => {
+                written.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_trusted_only_with_the_same_content() {
+        let memo = NotesMemo::default();
+        assert!(
+            !memo.is_current("shop", "web-notes", &"v1"),
+            "nothing known yet"
+        );
+        memo.confirmed("shop", "web-notes", &"v1");
+        assert!(memo.is_current("shop", "web-notes", &"v1"));
+        assert!(!memo.is_current("shop", "web-notes", &"v2"), "new content");
+        assert!(
+            !memo.is_current("other", "web-notes", &"v1"),
+            "other namespace"
+        );
+    }
+
+    #[test]
+    fn pods_are_listed_only_after_the_delay_and_then_at_most_every_delay() {
+        let checks = PodChecks::default();
+        let start = Instant::now();
+        match checks.due_at("deploy/shop/web/2", start) {
+            PodCheckDue::Known { problems, recheck } => {
+                assert!(problems.is_empty());
+                assert_eq!(recheck, POD_CHECK_DELAY);
+            }
+            PodCheckDue::List => panic!("a rollout that just started needs no pod list"),
+        }
+        let later = start + POD_CHECK_DELAY;
+        assert_eq!(checks.due_at("deploy/shop/web/2", later), PodCheckDue::List);
+        let problem = PodProblem {
+            pod: "web-1".into(),
+            reason: crate::plan::PodProblemReason::CrashLoopBackOff,
+            message: "back-off".into(),
+            since: chrono::Utc::now(),
+        };
+        checks.listed("deploy/shop/web/2", std::slice::from_ref(&problem));
+        match checks.due("deploy/shop/web/2") {
+            PodCheckDue::Known { problems, .. } => assert_eq!(problems, vec![problem]),
+            PodCheckDue::List => panic!("listed just now"),
+        }
+        checks.finished("deploy/shop/web/2");
+        assert!(matches!(
+            checks.due("deploy/shop/web/2"),
+            PodCheckDue::Known { .. }
+        ));
+    }
+
+    #[test]
+    fn a_cached_deployment_is_fresh_once_it_reaches_relmans_last_write() {
+        let written = WrittenVersions::default();
+        assert!(
+            written.is_fresh("shop", "web", Some("5")),
+            "no write pending"
+        );
+        written.wrote("shop", "web", Some("10"));
+        assert!(
+            !written.is_fresh("shop", "web", Some("9")),
+            "older than the write"
+        );
+        assert!(!written.is_fresh("shop", "web", None));
+        assert!(written.is_fresh("shop", "web", Some("12")), "caught up");
+        assert!(
+            written.is_fresh("shop", "web", Some("3")),
+            "nothing pending any more"
+        );
+        written.wrote("shop", "api", Some("not-a-number"));
+        assert!(!written.is_fresh("shop", "api", Some("99")));
+    }
+}
