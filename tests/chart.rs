@@ -398,9 +398,21 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
         BTreeSet::from([
             "releasecalendars",
             "releasecalendars/status",
+            "namespaces",
             "pipelineruns"
         ]),
         "with watchNamespace, only cluster-scoped kinds and gate kinds are cluster-wide"
+    );
+    let namespaces = cluster_role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"] == json!(["namespaces"]))
+        .unwrap();
+    assert_eq!(
+        (&namespaces["verbs"], &namespaces["resourceNames"]),
+        (&json!(["get"]), &json!(["apps-prod"])),
+        "with watchNamespace, relman reads only the stage namespaces' Namespace objects"
     );
     let role_namespaces: BTreeSet<&str> = find(&objects, "Role")
         .iter()
@@ -906,6 +918,12 @@ fn workload_grants() -> Grants {
     ])
 }
 
+/// Cluster-scoped, without watchNamespace: read any Namespace, for the consent of a stage
+/// namespace other than its Release's (`relman.io/accept-releases-from`).
+fn namespace_grants() -> Grants {
+    grants(&[("", "namespaces", &["get"])])
+}
+
 /// Cluster-scoped: the calendars, and their status.
 fn cluster_grants() -> Grants {
     grants(&[
@@ -1391,6 +1409,7 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
     expected.extend(release_grants());
     expected.extend(workload_grants());
     expected.extend(cluster_grants());
+    expected.extend(namespace_grants());
     let lease = format!("{ns}-relman");
     expected.extend(lease_grants(&lease));
     assert_grants(&granted(&relman, &ns).await?, &expected, "in its namespace");
@@ -1452,6 +1471,11 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
             "leases",
             Some(other.as_str()),
         ),
+        // relman must never give itself a namespace's consent, nor list namespaces.
+        ("patch", "", "namespaces", None),
+        ("update", "", "namespaces", None),
+        ("list", "", "namespaces", None),
+        ("watch", "", "namespaces", None),
     ] {
         assert!(
             !allowed(&relman, verb, group, resource, namespace, None).await?,
@@ -1467,23 +1491,51 @@ async fn namespaced_chart_rbac_is_enough_in_the_watched_namespace_only() -> anyh
     let cp = ControlPlane::shared().await?;
     let admin = cp.client().await?;
     let ns = cp.test_namespace("chart-ns").await?.name().to_owned();
-    let relman = install_rbac(cp, &ns, &["--set", &format!("watchNamespace={ns}")]).await?;
+    let stage_ns = cp.test_namespace("chart-ns-stage").await?.name().to_owned();
+    let relman = install_rbac(
+        cp,
+        &ns,
+        &[
+            "--set",
+            &format!("watchNamespace={ns}"),
+            "--set",
+            &format!("rbac.stageNamespaces={{{stage_ns}}}"),
+        ],
+    )
+    .await?;
 
-    // The Releases' namespace has the namespaced rules; any other only the cluster-scoped ones.
+    // The Releases' namespace has the namespaced rules, the stage namespace the workload rules;
+    // any other only the cluster-scoped ones, which read only the stage namespace's Namespace.
+    let stage_namespace = Grants::from([grant("", "namespaces", "get", &stage_ns)]);
     let mut expected = default_grants();
     expected.extend(release_grants());
     expected.extend(workload_grants());
     expected.extend(cluster_grants());
+    expected.extend(stage_namespace.clone());
     expected.extend(lease_grants(&format!("{ns}-relman")));
     assert_grants(
         &granted(&relman, &ns).await?,
         &expected,
         "in the watched namespace",
     );
+    let mut in_stage = default_grants();
+    in_stage.extend(workload_grants());
+    in_stage.extend(cluster_grants());
+    in_stage.extend(stage_namespace.clone());
+    assert_grants(
+        &granted(&relman, &stage_ns).await?,
+        &in_stage,
+        "in the stage namespace",
+    );
     let other = cp.test_namespace("chart-ns-other").await?.name().to_owned();
     let mut elsewhere = default_grants();
     elsewhere.extend(cluster_grants());
+    elsewhere.extend(stage_namespace);
     assert_grants(&granted(&relman, &other).await?, &elsewhere, "elsewhere");
+    assert!(
+        !allowed(&relman, "get", "", "namespaces", None, Some(&other)).await?,
+        "relman may read Namespace {other}, which no stage names"
+    );
 
     create_deployments(&admin, &ns, "web").await?;
     create_open_calendar(&admin, &ns).await?;
