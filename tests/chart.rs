@@ -1201,6 +1201,27 @@ fn release_version(
     .expect("valid Release")
 }
 
+/// Creates web 3.0.0 whose staging deploys to `elsewhere`, a namespace that has not accepted
+/// Releases of the test's namespace, and waits until it is Stalled with NamespaceNotPermitted.
+async fn stage_elsewhere_stalls(releases: &Api<Release>, elsewhere: &str) -> anyhow::Result<()> {
+    let ns = releases.namespace().unwrap_or_default().to_owned();
+    let mut release = release_version("web", "3.0.0", "Major", &ns, false);
+    release.spec.stages[0].namespace = Some(elsewhere.to_owned());
+    releases.create(&PostParams::default(), &release).await?;
+    let status = wait_condition(releases, "web-3-0-0", "Stalled", "True").await?;
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .ok_or_else(|| anyhow::anyhow!("no Stalled condition"))?;
+    anyhow::ensure!(
+        stalled.reason == "NamespaceNotPermitted"
+            && stalled.message.contains("spec.stages[0].namespace"),
+        "{stalled:?}"
+    );
+    Ok(())
+}
+
 /// Creates `<application>-staging` and `<application>-prod` on 1.0.0 (as the admin) and waits
 /// until they are available.
 async fn create_deployments(
@@ -1389,6 +1410,14 @@ async fn chart_rbac_is_enough_for_a_release_and_a_revert() -> anyhow::Result<()>
     )
     .await
     .map_err(|_| anyhow::anyhow!("the calendar's status does not list both finished releases"))??;
+    // A stage in another namespace: relman reads that Namespace (get) and, without its consent,
+    // stalls the release.
+    let elsewhere = cp
+        .test_namespace("chart-rbac-stage")
+        .await?
+        .name()
+        .to_owned();
+    denials.explain(stage_elsewhere_stalls(&releases, &elsewhere).await)?;
     let denied = denials.on_this_thread();
     assert!(
         denied.is_empty(),
@@ -1545,6 +1574,9 @@ async fn namespaced_chart_rbac_is_enough_in_the_watched_namespace_only() -> anyh
         .create(&PostParams::default(), &release("web", &ns, false))
         .await?;
     denials.explain(wait_condition(&releases, "web-2-0-0", "Ready", "True").await)?;
+    // The stage namespace's Namespace is readable by name: a release there without its consent
+    // stalls (a refused read would fail the reconcile instead).
+    denials.explain(stage_elsewhere_stalls(&releases, &stage_ns).await)?;
     let denied = denials.on_this_thread();
     assert!(
         denied.is_empty(),
