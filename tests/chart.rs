@@ -398,9 +398,21 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
         BTreeSet::from([
             "releasecalendars",
             "releasecalendars/status",
+            "namespaces",
             "pipelineruns"
         ]),
         "with watchNamespace, only cluster-scoped kinds and gate kinds are cluster-wide"
+    );
+    let namespaces = cluster_role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"] == json!(["namespaces"]))
+        .unwrap();
+    assert_eq!(
+        (&namespaces["verbs"], &namespaces["resourceNames"]),
+        (&json!(["get"]), &json!(["apps-prod"])),
+        "with watchNamespace, relman reads only the stage namespaces' Namespace objects"
     );
     let role_namespaces: BTreeSet<&str> = find(&objects, "Role")
         .iter()
@@ -906,6 +918,12 @@ fn workload_grants() -> Grants {
     ])
 }
 
+/// Cluster-scoped, without watchNamespace: read any Namespace, for the consent of a stage
+/// namespace other than its Release's (`relman.io/accept-releases-from`).
+fn namespace_grants() -> Grants {
+    grants(&[("", "namespaces", &["get"])])
+}
+
 /// Cluster-scoped: the calendars, and their status.
 fn cluster_grants() -> Grants {
     grants(&[
@@ -1183,6 +1201,27 @@ fn release_version(
     .expect("valid Release")
 }
 
+/// Creates web 3.0.0 whose staging deploys to `elsewhere`, a namespace that has not accepted
+/// Releases of the test's namespace, and waits until it is Stalled with NamespaceNotPermitted.
+async fn stage_elsewhere_stalls(releases: &Api<Release>, elsewhere: &str) -> anyhow::Result<()> {
+    let ns = releases.namespace().unwrap_or_default().to_owned();
+    let mut release = release_version("web", "3.0.0", "Major", &ns, false);
+    release.spec.stages[0].namespace = Some(elsewhere.to_owned());
+    releases.create(&PostParams::default(), &release).await?;
+    let status = wait_condition(releases, "web-3-0-0", "Stalled", "True").await?;
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .ok_or_else(|| anyhow::anyhow!("no Stalled condition"))?;
+    anyhow::ensure!(
+        stalled.reason == "NamespaceNotPermitted"
+            && stalled.message.contains("spec.stages[0].namespace"),
+        "{stalled:?}"
+    );
+    Ok(())
+}
+
 /// Creates `<application>-staging` and `<application>-prod` on 1.0.0 (as the admin) and waits
 /// until they are available.
 async fn create_deployments(
@@ -1371,6 +1410,14 @@ async fn chart_rbac_is_enough_for_a_release_and_a_revert() -> anyhow::Result<()>
     )
     .await
     .map_err(|_| anyhow::anyhow!("the calendar's status does not list both finished releases"))??;
+    // A stage in another namespace: relman reads that Namespace (get) and, without its consent,
+    // stalls the release.
+    let elsewhere = cp
+        .test_namespace("chart-rbac-stage")
+        .await?
+        .name()
+        .to_owned();
+    denials.explain(stage_elsewhere_stalls(&releases, &elsewhere).await)?;
     let denied = denials.on_this_thread();
     assert!(
         denied.is_empty(),
@@ -1391,6 +1438,7 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
     expected.extend(release_grants());
     expected.extend(workload_grants());
     expected.extend(cluster_grants());
+    expected.extend(namespace_grants());
     let lease = format!("{ns}-relman");
     expected.extend(lease_grants(&lease));
     assert_grants(&granted(&relman, &ns).await?, &expected, "in its namespace");
@@ -1452,6 +1500,11 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
             "leases",
             Some(other.as_str()),
         ),
+        // relman must never give itself a namespace's consent, nor list namespaces.
+        ("patch", "", "namespaces", None),
+        ("update", "", "namespaces", None),
+        ("list", "", "namespaces", None),
+        ("watch", "", "namespaces", None),
     ] {
         assert!(
             !allowed(&relman, verb, group, resource, namespace, None).await?,
@@ -1467,23 +1520,51 @@ async fn namespaced_chart_rbac_is_enough_in_the_watched_namespace_only() -> anyh
     let cp = ControlPlane::shared().await?;
     let admin = cp.client().await?;
     let ns = cp.test_namespace("chart-ns").await?.name().to_owned();
-    let relman = install_rbac(cp, &ns, &["--set", &format!("watchNamespace={ns}")]).await?;
+    let stage_ns = cp.test_namespace("chart-ns-stage").await?.name().to_owned();
+    let relman = install_rbac(
+        cp,
+        &ns,
+        &[
+            "--set",
+            &format!("watchNamespace={ns}"),
+            "--set",
+            &format!("rbac.stageNamespaces={{{stage_ns}}}"),
+        ],
+    )
+    .await?;
 
-    // The Releases' namespace has the namespaced rules; any other only the cluster-scoped ones.
+    // The Releases' namespace has the namespaced rules, the stage namespace the workload rules;
+    // any other only the cluster-scoped ones, which read only the stage namespace's Namespace.
+    let stage_namespace = Grants::from([grant("", "namespaces", "get", &stage_ns)]);
     let mut expected = default_grants();
     expected.extend(release_grants());
     expected.extend(workload_grants());
     expected.extend(cluster_grants());
+    expected.extend(stage_namespace.clone());
     expected.extend(lease_grants(&format!("{ns}-relman")));
     assert_grants(
         &granted(&relman, &ns).await?,
         &expected,
         "in the watched namespace",
     );
+    let mut in_stage = default_grants();
+    in_stage.extend(workload_grants());
+    in_stage.extend(cluster_grants());
+    in_stage.extend(stage_namespace.clone());
+    assert_grants(
+        &granted(&relman, &stage_ns).await?,
+        &in_stage,
+        "in the stage namespace",
+    );
     let other = cp.test_namespace("chart-ns-other").await?.name().to_owned();
     let mut elsewhere = default_grants();
     elsewhere.extend(cluster_grants());
+    elsewhere.extend(stage_namespace);
     assert_grants(&granted(&relman, &other).await?, &elsewhere, "elsewhere");
+    assert!(
+        !allowed(&relman, "get", "", "namespaces", None, Some(&other)).await?,
+        "relman may read Namespace {other}, which no stage names"
+    );
 
     create_deployments(&admin, &ns, "web").await?;
     create_open_calendar(&admin, &ns).await?;
@@ -1493,6 +1574,9 @@ async fn namespaced_chart_rbac_is_enough_in_the_watched_namespace_only() -> anyh
         .create(&PostParams::default(), &release("web", &ns, false))
         .await?;
     denials.explain(wait_condition(&releases, "web-2-0-0", "Ready", "True").await)?;
+    // The stage namespace's Namespace is readable by name: a release there without its consent
+    // stalls (a refused read would fail the reconcile instead).
+    denials.explain(stage_elsewhere_stalls(&releases, &stage_ns).await)?;
     let denied = denials.on_this_thread();
     assert!(
         denied.is_empty(),

@@ -9,6 +9,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -641,15 +643,11 @@ async fn hostile_input_is_rejected_or_stalls_and_good_releases_go_on() -> anyhow
 }
 
 /// A Release may name a stage namespace; one that names another team's namespace and its
-/// existing Deployment must not get to change it (rejected, or `Stalled` before anything
-/// changed).
-///
-/// KNOWN GAP, found by this sweep: today relman rolls the other namespace's Deployment out
-/// (and the release succeeds), so anyone who may create a Release in one namespace can change
-/// Deployments in every namespace relman may write to. Ignored until the controller restricts
-/// stage namespaces; run it with `cargo test --test hostile -- --ignored`.
+/// existing Deployment must not get to change it: the release is `Stalled`
+/// (`NamespaceNotPermitted`) before anything changed, until that namespace's owners accept
+/// Releases of the first namespace with the `relman.io/accept-releases-from` annotation; then
+/// it goes on by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: a stage may drive another namespace's Deployment (docs/reliability.md)"]
 async fn a_release_cannot_drive_another_namespaces_deployment() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
     let client = cp.client().await?;
@@ -673,32 +671,64 @@ async fn a_release_cannot_drive_another_namespaces_deployment() -> anyhow::Resul
         body: json!({ "spec": spec }),
         expect: Expect::Stalled,
     };
-    let outcome = match submit(&client, &ns, 0, &case).await {
-        Err(rejected) => format!("rejected: {rejected}"),
-        Ok(()) => {
-            match wait_stalled(&dynamic_api(&client, &ns, "Release"), "intruder-2-0-0").await {
-                Ok((reason, message)) => format!("stalled: {reason}: {message}"),
-                Err(shown) => format!("not stalled: {shown}"),
-            }
-        }
-    };
+    submit(&client, &ns, 0, &case)
+        .await
+        .map_err(|e| anyhow::anyhow!("the API server refused the Release: {e}"))?;
+    let (reason, message) = wait_stalled(&dynamic_api(&client, &ns, "Release"), "intruder-2-0-0")
+        .await
+        .map_err(|shown| anyhow::anyhow!("not stalled: {shown}"))?;
     relman.ensure_running()?;
-    let victim = Api::<Deployment>::namespaced(client.clone(), &victim_ns)
-        .get("victim-staging")
-        .await?;
-    let image = victim
-        .spec
-        .template
-        .spec
-        .and_then(|s| s.containers.into_iter().next())
-        .and_then(|c| c.image);
-    println!("{}: {outcome}; victim-staging runs {image:?}", case.what);
+    let victims: Api<Deployment> = Api::namespaced(client.clone(), &victim_ns);
+    let victim = victims.get("victim-staging").await?;
+    let image = |d: &Deployment| {
+        d.spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+    };
+    println!(
+        "{}: stalled: {reason}: {message}; victim-staging runs {:?}",
+        case.what,
+        image(&victim)
+    );
     assert_eq!(
         victim.metadata.generation,
         Some(1),
-        "a Release in {ns} changed Deployment {victim_ns}/victim-staging (now {image:?}); \
-         the release: {outcome}"
+        "a Release in {ns} changed Deployment {victim_ns}/victim-staging (now {:?})",
+        image(&victim)
     );
-    assert!(!outcome.starts_with("not stalled"), "{outcome}");
+    assert_eq!(reason, "NamespaceNotPermitted", "{message}");
+    for part in [
+        "spec.stages[0].namespace".to_owned(),
+        format!("kubectl annotate namespace {victim_ns} relman.io/accept-releases-from={ns}"),
+    ] {
+        assert!(message.contains(&part), "{part:?} not in {message:?}");
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &victim_ns);
+    let created = jobs
+        .list(&ListParams::default().labels(LABEL_RELEASE))
+        .await?;
+    assert!(
+        created.items.is_empty(),
+        "relman created Jobs in {victim_ns} for a Release in {ns}"
+    );
+
+    // The victim's owners consent (among other namespaces): the release goes on by itself and
+    // rolls the Deployment out.
+    support::accept_releases_from(&client, &victim_ns, Some(&format!("someone-else, {ns}")))
+        .await?;
+    let rolled_out =
+        |d: Option<&Deployment>| d.and_then(image).as_deref() == Some("intruder:2.0.0");
+    tokio::time::timeout(
+        STALL_WAIT,
+        kube::runtime::wait::await_condition(victims.clone(), "victim-staging", rolled_out),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!("the release did not go on after {victim_ns} accepted Releases of {ns}")
+    })??;
+    relman.ensure_running()?;
     Ok(())
 }

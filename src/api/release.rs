@@ -293,7 +293,10 @@ pub struct Stage {
     )]
     pub name: String,
 
-    /// The namespace of the stage's Deployments. Defaults to the Release's namespace.
+    /// The namespace of the stage's Deployments. Defaults to the Release's namespace. Another
+    /// namespace must accept Releases of this one: its Namespace object carries the annotation
+    /// relman.io/accept-releases-from listing this namespace (comma-separated) or `*`.
+    /// Without it the release is Stalled (NamespaceNotPermitted) and nothing is changed there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 63),

@@ -6,6 +6,7 @@
 //! steps of a Major release listed) and the named ones of `spec.requirements`, met by an
 //! approved ReleaseApproval of this version or by a condition on another object.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,7 +26,7 @@ use crate::error::Result;
 use crate::k8s::FIELD_MANAGER;
 use crate::notes::migration_steps_listed;
 use crate::plan::jobs::build_job;
-use crate::plan::{GateState, Gates, JobKind, ObservedApproval};
+use crate::plan::{GateState, Gates, JobKind, NamespaceConsent, ObservedApproval};
 
 /// The name of the release type check in `status.requirements`.
 pub const VERSION_TYPE: &str = "versionType";
@@ -46,10 +47,12 @@ const CONDITION_GATE_RECHECK: chrono::Duration = chrono::Duration::seconds(15);
 const STORE_READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Evaluates the requirements and the window for `release`.
+#[allow(clippy::too_many_arguments)]
 pub async fn evaluate(
     client: &Client,
     release: &Release,
     namespace: &str,
+    consent: &BTreeMap<String, NamespaceConsent>,
     approvals: &[ObservedApproval],
     known: &KnownReleases,
     watches: &GateWatches,
@@ -91,7 +94,7 @@ pub async fn evaluate(
         requirements,
         requirement_details: details,
         window: window(client, release, now).await?,
-        invalid: invalid_jobs(client, release, namespace).await?,
+        invalid: invalid_jobs(client, release, namespace, consent).await?,
     })
 }
 
@@ -108,11 +111,13 @@ pub(super) fn has_started(release: &Release) -> bool {
 /// Before the first stage starts, asks the API server (dry run) whether each stage's Jobs
 /// could be created, so a bad Job template or a missing namespace stops the release before
 /// anything changes. Once a stage has started the check is skipped: it costs one call per
-/// Job.
+/// Job. A namespace other than the Release's that has not accepted it (`consent`) gets no
+/// request at all, not even a dry run; the planner stalls the release on it instead.
 async fn invalid_jobs(
     client: &Client,
     release: &Release,
     namespace: &str,
+    consent: &BTreeMap<String, NamespaceConsent>,
 ) -> Result<Option<String>> {
     if has_started(release) {
         return Ok(None);
@@ -123,6 +128,9 @@ async fn invalid_jobs(
     };
     for (index, stage) in release.spec.stages.iter().enumerate() {
         let ns = stage.namespace.as_deref().unwrap_or(namespace);
+        if ns != namespace && consent.get(ns) != Some(&NamespaceConsent::Accepted) {
+            continue;
+        }
         let checks = [
             (JobKind::Backup, "backup", stage.backup.as_ref()),
             (JobKind::SmokeTest, "smokeTest", stage.smoke_test.as_ref()),

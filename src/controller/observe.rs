@@ -5,13 +5,13 @@
 //! cached copy is older than relman's own last write of it), and for the pods of a rollout or
 //! Job that has run for [`POD_CHECK_DELAY`] (see [`super::memo`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
@@ -19,6 +19,7 @@ use super::Context;
 use super::caches::Caches;
 use super::gates::{self, KnownReleases};
 use super::memo::{POD_CHECK_DELAY, PodCheckDue};
+use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};
 use crate::k8s::ANNOTATION_DRIVEN_BY;
@@ -26,7 +27,8 @@ use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
 use crate::plan::observed::pod_problems;
 use crate::plan::rollout::{RolloutProgress, rollout_progress};
 use crate::plan::{
-    JobState, Observed, ObservedApproval, ObservedDeployment, ObservedJob, PodProblem,
+    JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment, ObservedJob,
+    PodProblem,
 };
 
 /// What one observation found, and when the pods it did not list yet are due a look.
@@ -46,11 +48,13 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace_consent = namespace_consent(client, release, &namespace).await?;
     let approvals = approvals(client, &caches, release, &namespace).await?;
     let gates = gates::evaluate(
         client,
         release,
         &namespace,
+        &namespace_consent,
         &approvals,
         &known,
         &ctx.gate_watches,
@@ -66,6 +70,7 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
             jobs,
             approvals,
             gates,
+            namespace_consent,
             config: ctx.config.clone(),
             now,
             release: release.clone(),
@@ -120,6 +125,32 @@ pub fn stage_namespaces(release: &Release, namespace: &str) -> BTreeSet<String> 
         .iter()
         .map(|s| s.namespace.clone().unwrap_or_else(|| namespace.to_owned()))
         .collect()
+}
+
+/// The consent of each stage namespace other than the Release's own: one GET of the Namespace
+/// each, so a Release whose stages all stay in its namespace costs nothing more. A Release that
+/// was rolled back never acts again and reads none.
+async fn namespace_consent(
+    client: &Client,
+    release: &Release,
+    namespace: &str,
+) -> Result<BTreeMap<String, NamespaceConsent>> {
+    let mut out = BTreeMap::new();
+    let rolled_back =
+        release.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::RolledBack);
+    if rolled_back {
+        return Ok(out);
+    }
+    let api: Api<Namespace> = Api::all(client.clone());
+    for other in stage_namespaces(release, namespace) {
+        if other == namespace {
+            continue;
+        }
+        let found = api.get_opt(&other).await?;
+        let consent = NamespaceConsent::from_namespace(found.as_ref(), namespace);
+        out.insert(other, consent);
+    }
+    Ok(out)
 }
 
 async fn deployments(

@@ -11,3 +11,9 @@ pub const FIELD_MANAGER: &str = "relman";
 
 /// The annotation on a driven Deployment naming the Release that drives it (`namespace/name`).
 pub const ANNOTATION_DRIVEN_BY: &str = "relman.io/driven-by";
+
+/// The annotation on a Namespace that lets Releases of other namespaces drive stages in it:
+/// a comma-separated list of the namespaces whose Releases it accepts (whitespace around each
+/// item is ignored), or `*` for Releases of every namespace. Without it a stage may act only
+/// in its Release's own namespace.
+pub const ANNOTATION_ACCEPT_RELEASES_FROM: &str = "relman.io/accept-releases-from";

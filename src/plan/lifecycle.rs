@@ -31,6 +31,14 @@
 //! release ends `RolledBack`. A Deployment that already runs its known-good images needs no
 //! revert. A revert that cannot complete stalls the release (`RevertFailed`) until it can.
 //!
+//! # Other namespaces
+//!
+//! A stage in a namespace other than the release's acts there only with that namespace's
+//! consent ([`NamespaceConsent`]). Every stage's namespace is checked before the first stage
+//! starts, and the namespace of each step is checked again before it is taken, reverts
+//! included; without consent the release is Stalled (`NamespaceNotPermitted`), plans no action
+//! there, and looks again after [`NAMESPACE_CONSENT_RECHECK`].
+//!
 //! # Restart safety
 //!
 //! Everything the planner must remember lives in the status (stage phases, captured
@@ -52,8 +60,8 @@ use super::conditions::{
 use super::duration::{DurationError, parse_duration};
 use super::jobs::{build_job, job_name};
 use super::observed::{
-    ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION, JobState, Observed,
-    ObservedApproval, ObservedDeployment,
+    ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION, JobState, NamespaceConsent,
+    Observed, ObservedApproval, ObservedDeployment,
 };
 use super::rollout::{
     PodProblems, RolloutProgress, images_to_roll_out, judge_pod_problems, rollout_progress,
@@ -65,6 +73,7 @@ use crate::api::release::{
     ReleasePhase, Stage, StagePhase, StageStatus,
 };
 use crate::api::{Decision, ReleaseSpec, ReleaseStatus};
+use crate::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
 
 /// `JobStatus.result` of a Job that has not finished.
 const JOB_RUNNING: &str = "Running";
@@ -78,6 +87,12 @@ const REASON_ABORTED: &str = "Aborted";
 const REASON_REJECTED: &str = "ApprovalRejected";
 /// The most history entries kept; the oldest go first.
 const MAX_HISTORY: usize = 100;
+/// The Stalled reason of a release whose stage would act in a namespace that has not
+/// accepted it (see [`NamespaceConsent`]).
+pub const REASON_NAMESPACE_NOT_PERMITTED: &str = "NamespaceNotPermitted";
+/// How often a release stalled for [`REASON_NAMESPACE_NOT_PERMITTED`] looks at the namespace
+/// again: consent given later moves it on without anyone touching the Release.
+pub const NAMESPACE_CONSENT_RECHECK: Duration = Duration::from_secs(30);
 
 /// Decides the next step of a release. Pure: the same `observed` always gives the same plan.
 pub fn plan(observed: &Observed) -> Plan {
@@ -221,6 +236,7 @@ impl<'a> Planner<'a> {
         self.sync_stage_statuses();
         self.record_counted_approvals();
         let outcome = self.decide();
+        let outcome = self.refuse_actions_without_consent(outcome);
         self.close_incident_once_root_cause_is_recorded();
         self.write_summary(&outcome);
         Plan {
@@ -287,6 +303,16 @@ impl<'a> Planner<'a> {
                 "spec.stages: a release needs at least one stage".into(),
             );
         }
+        if self.stage_phase(0) == StagePhase::Pending {
+            // Before anything changes, every stage's namespace must accept the release: a
+            // namespace that does not is found now, not after staging was changed.
+            let spec = self.spec;
+            for (index, stage) in spec.stages.iter().enumerate() {
+                if let Some(refused) = self.namespace_refusal(index, stage) {
+                    return refused;
+                }
+            }
+        }
         if let Some(invalid) = &self.observed.gates.invalid
             && self.stage_phase(0) == StagePhase::Pending
         {
@@ -319,6 +345,11 @@ impl<'a> Planner<'a> {
             let phase = self.stage_phase(index);
             if phase == StagePhase::Verified {
                 continue;
+            }
+            // Checked before every step, not only at the start: a namespace that withdraws
+            // its consent mid-release gets nothing more written to it.
+            if let Some(refused) = self.namespace_refusal(index, stage) {
+                return refused;
             }
             if phase == StagePhase::Pending {
                 if let Some(waiting) = self.stage_gates(index, stage) {
@@ -1077,7 +1108,9 @@ impl<'a> Planner<'a> {
             }
         }
 
-        // First send every revert that is needed, one per plan.
+        // First send every revert that is needed, one per plan. A namespace that withdrew
+        // its consent gets no revert; the others are reverted, then the release stalls.
+        let mut refused: Vec<(usize, usize)> = Vec::new();
         for &(s, d) in &targets {
             let status = self.status.stages[s].deployments[d].clone();
             let Some(known_good) = &status.known_good_template else {
@@ -1087,6 +1120,10 @@ impl<'a> Planner<'a> {
                 continue; // Deleted: nothing left to revert.
             };
             if !runs_known_good(&observed.template, known_good) {
+                if !self.observed.may_act_in(&status.namespace) {
+                    refused.push((s, d));
+                    continue;
+                }
                 let message = format!(
                     "{}; reverting {}/{} to revision {}",
                     cause.message,
@@ -1113,6 +1150,9 @@ impl<'a> Planner<'a> {
         // Then wait until each revert has rolled out.
         let grace = self.observed.config.pod_problem_grace;
         for &(s, d) in &targets {
+            if refused.contains(&(s, d)) {
+                continue;
+            }
             let status = self.status.stages[s].deployments[d].clone();
             let Some(observed) = self.observed.deployment(&status.namespace, &status.name) else {
                 continue;
@@ -1162,6 +1202,23 @@ impl<'a> Planner<'a> {
                     );
                 }
             }
+        }
+
+        // Every revert relman may send is complete; the rest wait for their namespace.
+        if let Some(&(s, d)) = refused.first() {
+            let status = self.status.stages[s].deployments[d].clone();
+            let stage = self.status.stages[s].name.clone();
+            let field = self.stage_field(&stage);
+            let refusal = self.consent_message(&field, &stage, &status.namespace);
+            self.requeue_consent();
+            return Outcome::stalled(
+                &failed_stage,
+                REASON_NAMESPACE_NOT_PERMITTED,
+                format!(
+                    "{}; the revert of {}/{} was not sent: {refusal}",
+                    cause.message, status.namespace, status.name
+                ),
+            );
         }
 
         // Every revert is complete.
@@ -1396,7 +1453,13 @@ impl<'a> Planner<'a> {
         let rolled_back = match outcome.kind {
             OutcomeKind::RolledBack => (Status::True, reason, message),
             OutcomeKind::RollingBack => (Status::False, "RollingBack", message),
-            OutcomeKind::Stalled if reason == "RevertFailed" => (Status::False, reason, message),
+            OutcomeKind::Stalled
+                if reason == "RevertFailed"
+                    || (reason == REASON_NAMESPACE_NOT_PERMITTED
+                        && self.failed_stage().is_some()) =>
+            {
+                (Status::False, reason, message)
+            }
             _ => (Status::False, "NotRolledBack", "no revert happened"),
         };
         set(ROLLED_BACK, rolled_back.0, rolled_back.1, rolled_back.2);
@@ -1589,6 +1652,103 @@ impl<'a> Planner<'a> {
             .namespace
             .clone()
             .unwrap_or_else(|| self.release_namespace.clone())
+    }
+
+    /// `spec.stages[i].namespace` of the spec stage `stage`, or the status entry's field when
+    /// the stage was removed from the spec.
+    fn stage_field(&self, stage: &str) -> String {
+        match self.spec.stages.iter().position(|s| s.name == stage) {
+            Some(index) => format!("spec.stages[{index}].namespace"),
+            None => format!("status.stages[{stage}]"),
+        }
+    }
+
+    /// `Some` (Stalled, [`REASON_NAMESPACE_NOT_PERMITTED`]) when the spec stage `index` deploys
+    /// to a namespace other than the release's that has not accepted the release.
+    fn namespace_refusal(&mut self, index: usize, stage: &Stage) -> Option<Outcome> {
+        let namespace = self.stage_namespace(stage);
+        if self.observed.may_act_in(&namespace) {
+            return None;
+        }
+        let field = format!("spec.stages[{index}].namespace");
+        let message = self.consent_message(&field, &stage.name, &namespace);
+        self.requeue_consent();
+        Some(Outcome::stalled(
+            &stage.name,
+            REASON_NAMESPACE_NOT_PERMITTED,
+            message,
+        ))
+    }
+
+    /// Why `namespace` (named by `field` of stage `stage`) refuses the release, and the fix.
+    fn consent_message(&self, field: &str, stage: &str, namespace: &str) -> String {
+        let own = &self.release_namespace;
+        let key = ANNOTATION_ACCEPT_RELEASES_FROM;
+        let (why, fix) = match self.observed.namespace_consent.get(namespace) {
+            Some(NamespaceConsent::NotFound) => (
+                format!("namespace {namespace} does not exist"),
+                format!(
+                    "create it, and if its owners agree: kubectl annotate namespace {namespace} {key}={own}"
+                ),
+            ),
+            Some(NamespaceConsent::NotListed { value }) => {
+                let listed: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .chain([own.as_str()])
+                    .collect();
+                (
+                    format!("its {key} annotation ({value:?}) does not list {own}"),
+                    format!(
+                        "if its owners agree: kubectl annotate --overwrite namespace {namespace} {key}={}",
+                        listed.join(",")
+                    ),
+                )
+            }
+            Some(NamespaceConsent::NotAnnotated | NamespaceConsent::Accepted) | None => (
+                format!("it has no {key} annotation"),
+                format!("if its owners agree: kubectl annotate namespace {namespace} {key}={own}"),
+            ),
+        };
+        format!(
+            "{field}: stage {stage} deploys to namespace {namespace}, which does not accept Releases from namespace {own} ({why}); nothing is changed there. To allow it, {fix}"
+        )
+    }
+
+    /// Looks at the namespaces again after [`NAMESPACE_CONSENT_RECHECK`]: nothing watches them.
+    fn requeue_consent(&mut self) {
+        let at = add(self.now, NAMESPACE_CONSENT_RECHECK);
+        self.requeue_at(at);
+    }
+
+    /// The last line of defence: an action in a namespace that has not accepted the release
+    /// is dropped and the release stalls. The lifecycle checks consent before each step, so
+    /// this should never change a plan.
+    fn refuse_actions_without_consent(&mut self, outcome: Outcome) -> Outcome {
+        let (stage, namespace) = match &self.action {
+            Action::None => return outcome,
+            Action::CreateJob {
+                stage, namespace, ..
+            }
+            | Action::RollOut {
+                stage, namespace, ..
+            }
+            | Action::Revert {
+                stage, namespace, ..
+            }
+            | Action::MarkKnownGood {
+                stage, namespace, ..
+            } => (stage.clone(), namespace.clone()),
+        };
+        if self.observed.may_act_in(&namespace) {
+            return outcome;
+        }
+        self.action = Action::None;
+        let field = self.stage_field(&stage);
+        let message = self.consent_message(&field, &stage, &namespace);
+        self.requeue_consent();
+        Outcome::stalled(&stage, REASON_NAMESPACE_NOT_PERMITTED, message)
     }
 
     fn deployment_status(

@@ -11,12 +11,16 @@
 //!
 //! For each reconcile the controller builds an [`Observed`] (the Release with its status as
 //! last written, the stages' Deployments, the release's Jobs, its ReleaseApprovals, the gate
-//! inputs and `now`), calls [`plan`], and then, in this order:
+//! inputs, whether the stage namespaces other than the Release's accept it, and `now`), calls
+//! [`plan`], and then, in this order:
 //!
 //! 1. writes [`Plan::status`] with server-side apply when it differs from the observed status;
 //! 2. performs [`Plan::action`] (`AlreadyExists` on `CreateJob` counts as done);
 //! 3. records [`Plan::events`];
 //! 4. requeues after [`Plan::requeue_after`] if set, else waits for a watch event.
+//!
+//! No action is ever planned in a namespace other than the Release's own unless that namespace
+//! accepts the Release ([`NamespaceConsent`]); the release stalls instead.
 //!
 //! Writing the status first persists every decision (a failure to revert for, a Job to wait
 //! for) before its effect; the known-good capture is stricter still: no rollout is planned
@@ -41,6 +45,6 @@ mod tests;
 pub use action::{Action, EventType, JobKind, Plan, PlannedEvent};
 pub use lifecycle::plan;
 pub use observed::{
-    GateState, Gates, JobState, Observed, ObservedApproval, ObservedDeployment, ObservedJob,
-    PlanConfig, PodProblem, PodProblemReason, pod_problems,
+    GateState, Gates, JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment,
+    ObservedJob, PlanConfig, PodProblem, PodProblemReason, pod_problems,
 };

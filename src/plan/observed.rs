@@ -9,11 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
 
 use super::time::from_k8s_time;
 use crate::api::release::RequirementStatus;
 use crate::api::{Decision, Release, ReleaseApproval};
+use crate::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
 
 /// The annotation the Deployment controller keeps the current revision in.
 pub const ANNOTATION_REVISION: &str = "deployment.kubernetes.io/revision";
@@ -39,6 +40,11 @@ pub struct Observed {
     pub approvals: Vec<ObservedApproval>,
     /// The gates other parts of relman compute: requirements and the deployment window.
     pub gates: Gates,
+    /// Whether each stage namespace other than the Release's own accepts the Release (its
+    /// Namespace's [`ANNOTATION_ACCEPT_RELEASES_FROM`] annotation). A stage acts in another
+    /// namespace only when it is listed here as [`NamespaceConsent::Accepted`]; a namespace
+    /// missing from the map has not consented. The Release's own namespace needs no entry.
+    pub namespace_consent: BTreeMap<String, NamespaceConsent>,
     /// Tunables.
     pub config: PlanConfig,
     /// The time of this reconcile.
@@ -53,12 +59,72 @@ impl Observed {
             .find(|d| d.namespace == namespace && d.name == name)
     }
 
+    /// Whether a stage of the Release may act in `namespace`: its own namespace always, any
+    /// other only with that namespace's consent.
+    pub fn may_act_in(&self, namespace: &str) -> bool {
+        self.release.metadata.namespace.as_deref() == Some(namespace)
+            || self.namespace_consent.get(namespace) == Some(&NamespaceConsent::Accepted)
+    }
+
     /// The observed Job `namespace/name`, if it exists.
     pub fn job(&self, namespace: &str, name: &str) -> Option<&ObservedJob> {
         self.jobs
             .iter()
             .find(|j| j.namespace == namespace && j.name == name)
     }
+}
+
+/// Whether a namespace other than the Release's own lets the Release's stages act in it.
+///
+/// A Release may only be created by someone allowed to in its namespace; relman, which may
+/// change Deployments and create Jobs in every namespace, acts elsewhere only where that
+/// namespace's owners said so on the Namespace object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceConsent {
+    /// [`ANNOTATION_ACCEPT_RELEASES_FROM`] lists the Release's namespace, or is `*`.
+    Accepted,
+    /// The Namespace has no [`ANNOTATION_ACCEPT_RELEASES_FROM`] annotation.
+    NotAnnotated,
+    /// The annotation lists other namespaces only.
+    NotListed {
+        /// The annotation's value.
+        value: String,
+    },
+    /// The Namespace does not exist.
+    NotFound,
+}
+
+impl NamespaceConsent {
+    /// What `namespace` says about Releases of `release_namespace` (`None`: the Namespace
+    /// does not exist).
+    pub fn from_namespace(namespace: Option<&Namespace>, release_namespace: &str) -> Self {
+        let Some(namespace) = namespace else {
+            return Self::NotFound;
+        };
+        match namespace
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_ACCEPT_RELEASES_FROM))
+        {
+            None => Self::NotAnnotated,
+            Some(value) if accepts_releases_from(value, release_namespace) => Self::Accepted,
+            Some(value) => Self::NotListed {
+                value: value.clone(),
+            },
+        }
+    }
+}
+
+/// Whether the value of [`ANNOTATION_ACCEPT_RELEASES_FROM`] accepts Releases of
+/// `release_namespace`: a comma-separated list of namespaces (whitespace around each item is
+/// ignored) that names it, or `*`.
+pub fn accepts_releases_from(value: &str, release_namespace: &str) -> bool {
+    !release_namespace.is_empty()
+        && value
+            .split(',')
+            .map(str::trim)
+            .any(|item| item == "*" || item == release_namespace)
 }
 
 /// Tunables of the planner, with defaults that suit most clusters.
@@ -495,6 +561,41 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn reads_namespace_consent() {
+        let namespace = |value: Option<&str>| Namespace {
+            metadata: ObjectMeta {
+                name: Some("shop-prod".into()),
+                annotations: value.map(|v| {
+                    BTreeMap::from([(ANNOTATION_ACCEPT_RELEASES_FROM.to_owned(), v.to_owned())])
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let consent =
+            |value: Option<&str>| NamespaceConsent::from_namespace(Some(&namespace(value)), "shop");
+        assert_eq!(consent(Some("shop")), NamespaceConsent::Accepted);
+        assert_eq!(consent(Some(" ops , shop ")), NamespaceConsent::Accepted);
+        assert_eq!(consent(Some("*")), NamespaceConsent::Accepted);
+        assert_eq!(consent(None), NamespaceConsent::NotAnnotated);
+        assert_eq!(
+            consent(Some("shopping,ops")),
+            NamespaceConsent::NotListed {
+                value: "shopping,ops".into()
+            }
+        );
+        assert_eq!(
+            consent(Some("")),
+            NamespaceConsent::NotListed { value: "".into() }
+        );
+        assert_eq!(
+            NamespaceConsent::from_namespace(None, "shop"),
+            NamespaceConsent::NotFound
+        );
+        assert!(!accepts_releases_from("*", ""));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::action::{Action, JobKind, Plan};
 use super::jobs::job_name;
 use super::observed::{
-    ANNOTATION_KNOWN_GOOD_RELEASE, GateState, Gates, JobState, Observed, ObservedApproval,
-    ObservedDeployment, ObservedJob, PlanConfig, PodProblem, PodProblemReason,
+    ANNOTATION_KNOWN_GOOD_RELEASE, GateState, Gates, JobState, NamespaceConsent, Observed,
+    ObservedApproval, ObservedDeployment, ObservedJob, PlanConfig, PodProblem, PodProblemReason,
 };
 use super::plan;
 use crate::api::release::{ApprovalPolicy, DeploymentName, ImageSpec, JobCheck, Stage};
@@ -169,6 +169,9 @@ pub struct World {
     pub jobs: Vec<ObservedJob>,
     pub approvals: Vec<ObservedApproval>,
     pub gates: Gates,
+    /// What the stage namespaces other than [`NAMESPACE`] say; every one accepts the release
+    /// unless a test changes it.
+    pub namespace_consent: BTreeMap<String, NamespaceConsent>,
     pub config: PlanConfig,
     pub now: DateTime<Utc>,
     /// Every action performed, in order.
@@ -178,8 +181,12 @@ pub struct World {
 impl World {
     pub fn new(spec: ReleaseSpec) -> Self {
         let mut deployments = Vec::new();
+        let mut namespace_consent = BTreeMap::new();
         for stage in &spec.stages {
             let namespace = stage.namespace.clone().unwrap_or_else(|| NAMESPACE.into());
+            if namespace != NAMESPACE {
+                namespace_consent.insert(namespace.clone(), NamespaceConsent::Accepted);
+            }
             for deployment in &stage.deployments {
                 if !deployments.iter().any(|d: &ObservedDeployment| {
                     d.namespace == namespace && d.name == deployment.0
@@ -210,6 +217,7 @@ impl World {
                 window: Some(GateState::open("WindowOpen", "window open until 18:00 UTC")),
                 invalid: None,
             },
+            namespace_consent,
             config: PlanConfig::default(),
             now: at(START),
             performed: vec![],
@@ -227,6 +235,7 @@ impl World {
             jobs: self.jobs.clone(),
             approvals: self.approvals.clone(),
             gates: self.gates.clone(),
+            namespace_consent: self.namespace_consent.clone(),
             config: self.config.clone(),
             now: self.now,
         }

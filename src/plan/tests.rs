@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::action::{Action, EventType, JobKind, Plan};
 use super::conditions::find_condition;
-use super::observed::{GateState, PodProblemReason};
+use super::observed::{GateState, NamespaceConsent, PodProblemReason};
 use super::sim::*;
 use crate::api::Decision;
 use crate::api::release::{ReleasePhase, StagePhase};
@@ -1146,4 +1146,196 @@ fn an_invalid_job_found_before_the_start_stalls_without_changes() {
     world.gates.invalid = None;
     world.reconcile();
     assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
+}
+
+// -------------------------------------------------------------------------------------------
+// Stage namespaces other than the release's own
+// -------------------------------------------------------------------------------------------
+
+/// A two-stage release (in [`NAMESPACE`]) whose production namespace has not accepted it.
+fn production_without_consent(consent: NamespaceConsent) -> World {
+    let mut world = World::two_stages();
+    world
+        .namespace_consent
+        .insert(PRODUCTION_NS.into(), consent);
+    world
+}
+
+#[test]
+fn a_namespace_without_consent_stalls_the_release_before_anything_changes() {
+    let mut world = production_without_consent(NamespaceConsent::NotAnnotated);
+    let plan = world.reconcile();
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(phase(&world), ReleasePhase::Failed);
+    assert_condition(&world, "Stalled", "True", "NamespaceNotPermitted");
+    assert_condition(&world, "Ready", "False", "NamespaceNotPermitted");
+    assert_condition(&world, "Reconciling", "False", "NamespaceNotPermitted");
+    let (_, _, message) = condition(&world, "Stalled");
+    for part in [
+        "spec.stages[1].namespace",
+        "namespace prod",
+        "kubectl annotate namespace prod relman.io/accept-releases-from=apps",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+    // Found before staging (which may act) changed anything.
+    assert_eq!(stage_phase(&world, 0), StagePhase::Pending);
+    assert!(
+        world.status().stages[0].deployments.is_empty(),
+        "nothing captured"
+    );
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.type_ == EventType::Warning && e.reason == "NamespaceNotPermitted")
+    );
+    // It looks again by itself, since nothing watches Namespaces.
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(30)));
+    // Stalling again records nothing new and still acts nowhere.
+    let again = world.reconcile();
+    assert!(again.events.is_empty());
+    assert_eq!(again.action, Action::None);
+    assert!(world.performed.is_empty());
+}
+
+#[test]
+fn a_namespace_listing_others_only_says_how_to_add_the_release_namespace() {
+    let mut world = production_without_consent(NamespaceConsent::NotListed {
+        value: "ops, web".into(),
+    });
+    world.reconcile();
+    let (_, _, message) = condition(&world, "Stalled");
+    assert!(
+        message.contains(
+            "kubectl annotate --overwrite namespace prod relman.io/accept-releases-from=ops,web,apps"
+        ),
+        "{message}"
+    );
+    let mut world = production_without_consent(NamespaceConsent::NotFound);
+    world.reconcile();
+    let (_, _, message) = condition(&world, "Stalled");
+    assert!(
+        message.contains("namespace prod does not exist"),
+        "{message}"
+    );
+    // A namespace missing from the observation has not consented either.
+    let mut world = World::two_stages();
+    world.namespace_consent.clear();
+    assert_eq!(world.reconcile().action, Action::None);
+    assert_condition(&world, "Stalled", "True", "NamespaceNotPermitted");
+    let (_, _, message) = condition(&world, "Stalled");
+    assert!(message.contains("spec.stages[0].namespace"), "{message}");
+}
+
+#[test]
+fn consent_given_later_lets_the_release_proceed() {
+    let mut world = production_without_consent(NamespaceConsent::NotAnnotated);
+    world.reconcile();
+    assert_condition(&world, "Stalled", "True", "NamespaceNotPermitted");
+
+    world
+        .namespace_consent
+        .insert(PRODUCTION_NS.into(), NamespaceConsent::Accepted);
+    let plan = world.reconcile();
+    assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
+    assert_condition(&world, "Stalled", "False", "CapturingKnownGood");
+    assert_eq!(plan.requeue_after, Some(Duration::ZERO));
+    assert_roll_out(&world.reconcile(), STAGING_NS, API);
+}
+
+#[test]
+fn a_stage_in_the_release_namespace_needs_no_consent() {
+    let mut spec = two_stage_spec();
+    for stage in &mut spec.stages {
+        stage.namespace = None;
+    }
+    let mut world = World::new(spec);
+    assert!(world.namespace_consent.is_empty());
+    world.reconcile();
+    assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
+    assert_roll_out(&world.reconcile(), NAMESPACE, API);
+    assert_condition(&world, "Stalled", "False", "RollingOut");
+
+    // Naming the release's own namespace explicitly is the same.
+    let mut spec = two_stage_spec();
+    spec.stages[0].namespace = Some(NAMESPACE.into());
+    spec.stages[1].namespace = Some(NAMESPACE.into());
+    let mut world = World::new(spec);
+    assert!(world.namespace_consent.is_empty());
+    world.reconcile();
+    assert_roll_out(&world.reconcile(), NAMESPACE, API);
+}
+
+#[test]
+fn consent_withdrawn_mid_release_stops_every_further_write_there() {
+    let mut world = World::two_stages();
+    world.reconcile();
+    assert_roll_out(&world.reconcile(), STAGING_NS, API);
+    world.settle();
+
+    world
+        .namespace_consent
+        .insert(STAGING_NS.into(), NamespaceConsent::NotAnnotated);
+    let performed = world.performed.len();
+    let plan = world.reconcile();
+    assert_eq!(
+        plan.action,
+        Action::None,
+        "no rollout of the next Deployment"
+    );
+    assert_condition(&world, "Stalled", "True", "NamespaceNotPermitted");
+    let (_, _, message) = condition(&world, "Stalled");
+    assert!(message.contains("spec.stages[0].namespace"), "{message}");
+    assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
+    assert!(world.status().stages[0].failure.is_none(), "not a failure");
+    world.advance(60);
+    assert_eq!(world.reconcile().action, Action::None);
+    assert_eq!(world.performed.len(), performed);
+
+    // Given back: the stage goes on where it stopped.
+    world
+        .namespace_consent
+        .insert(STAGING_NS.into(), NamespaceConsent::Accepted);
+    assert_roll_out(&world.reconcile(), STAGING_NS, WORKER);
+}
+
+#[test]
+fn no_revert_goes_to_a_namespace_that_withdrew_consent() {
+    // Production fails its smoke test: the failure and the first revert are planned ...
+    let mut world = staging_verified();
+    world.approve_production();
+    world.run_until_waiting();
+    world.finish_job(PRODUCTION_NS, "production", JobKind::Backup, true);
+    world.run_until_waiting();
+    world.finish_job(PRODUCTION_NS, "production", JobKind::SmokeTest, false);
+    let plan = world.plan();
+    assert_revert(&plan, PRODUCTION_NS, WORKER);
+    world.write_status(&plan);
+    // ... and production's namespace withdraws its consent before the revert is sent.
+    world
+        .namespace_consent
+        .insert(PRODUCTION_NS.into(), NamespaceConsent::NotAnnotated);
+    let performed = world.performed.len();
+    let plan = world.reconcile();
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(world.performed.len(), performed, "nothing sent to prod");
+    assert_condition(&world, "Stalled", "True", "NamespaceNotPermitted");
+    assert_condition(&world, "RolledBack", "False", "NamespaceNotPermitted");
+    let (_, _, message) = condition(&world, "Stalled");
+    assert!(
+        message.contains("the revert of prod/checkout-worker was not sent"),
+        "{message}"
+    );
+    assert!(message.contains("spec.stages[1].namespace"), "{message}");
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(30)));
+    assert_eq!(stage_phase(&world, 1), StagePhase::RollingBack);
+
+    // Consent given back: the reverts go out and the release ends rolled back.
+    world
+        .namespace_consent
+        .insert(PRODUCTION_NS.into(), NamespaceConsent::Accepted);
+    assert_revert(&world.reconcile(), PRODUCTION_NS, WORKER);
+    world.run_until_waiting();
+    assert_eq!(phase(&world), ReleasePhase::RolledBack);
+    assert_condition(&world, "RolledBack", "True", "SmokeTestFailed");
 }

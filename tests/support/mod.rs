@@ -1,14 +1,17 @@
 //! What the leader election and metrics tests share: a test namespace with the staging and
-//! production Deployments of application `web`, Releases of it, and a plain HTTP GET.
+//! production Deployments of application `web`, Releases of it, a plain HTTP GET, and the
+//! consent of a namespace to another namespace's Releases.
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
+use relman::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
 use relman_testenv::{ControlPlane, FAIL_LABEL};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -207,4 +210,19 @@ pub async fn http_get(
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
     Ok((code, head.to_owned(), body.to_owned()))
+}
+
+/// Lets Releases of the namespaces `from` (comma-separated, or `*`) drive stages in `namespace`,
+/// as `kubectl annotate --overwrite namespace <namespace> relman.io/accept-releases-from=<from>`
+/// does; `None` removes the annotation (withdraws the consent).
+pub async fn accept_releases_from(
+    client: &kube::Client,
+    namespace: &str,
+    from: Option<&str>,
+) -> anyhow::Result<()> {
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT_RELEASES_FROM: from}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
