@@ -19,6 +19,7 @@ use kube::{Client, ResourceExt};
 use semver::Version;
 
 use super::gate_watch::{GateWatches, Lookup};
+use super::memo::DryRuns;
 use crate::api::release::{ConditionGate, ReleasePhase, RequirementStatus, StagePhase};
 use crate::api::{Decision, Release, ReleaseCalendar, ReleaseType};
 use crate::calendar::CompiledCalendar;
@@ -56,6 +57,7 @@ pub async fn evaluate(
     approvals: &[ObservedApproval],
     known: &KnownReleases,
     watches: &GateWatches,
+    dry_runs: &DryRuns,
     now: DateTime<Utc>,
 ) -> Result<Gates> {
     let version = version_type(client, release, namespace, known).await?;
@@ -94,7 +96,7 @@ pub async fn evaluate(
         requirements,
         requirement_details: details,
         window: window(client, release, now).await?,
-        invalid: invalid_jobs(client, release, namespace, consent).await?,
+        invalid: invalid_jobs(client, release, namespace, consent, dry_runs).await?,
     })
 }
 
@@ -109,7 +111,7 @@ pub(super) fn has_started(release: &Release) -> bool {
 }
 
 /// Before the first stage starts, asks the API server (dry run) whether each stage's Jobs
-/// could be created, so a bad Job template or a missing namespace stops the release before
+/// could be created (once per generation and set of consenting namespaces: see `DryRuns`), so a bad Job template or a missing namespace stops the release before
 /// anything changes. Once a stage has started the check is skipped: it costs one call per
 /// Job. A namespace other than the Release's that has not accepted it (`consent`) gets no
 /// request at all, not even a dry run; the planner stalls the release on it instead.
@@ -118,8 +120,23 @@ async fn invalid_jobs(
     release: &Release,
     namespace: &str,
     consent: &BTreeMap<String, NamespaceConsent>,
+    dry_runs: &DryRuns,
 ) -> Result<Option<String>> {
     if has_started(release) {
+        return Ok(None);
+    }
+    let accepted: Vec<&str> = consent
+        .iter()
+        .filter(|(_, c)| **c == NamespaceConsent::Accepted)
+        .map(|(ns, _)| ns.as_str())
+        .collect();
+    let key = format!(
+        "{}/{}/{}",
+        release.uid().unwrap_or_default(),
+        release.metadata.generation.unwrap_or_default(),
+        accepted.join(",")
+    );
+    if dry_runs.passed(&key) {
         return Ok(None);
     }
     let params = PostParams {
@@ -158,6 +175,7 @@ async fn invalid_jobs(
             }
         }
     }
+    dry_runs.pass(key);
     Ok(None)
 }
 

@@ -174,6 +174,26 @@ impl PodChecks {
     }
 }
 
+/// The Releases whose Jobs the API server accepted in a dry run, per generation and set of
+/// namespaces checked: the check is made again only when the spec or a namespace's consent
+/// changes (or after a restart).
+#[derive(Debug, Default)]
+pub struct DryRuns(Mutex<Expiring<()>>);
+
+impl DryRuns {
+    /// Whether the dry run of `key` passed before.
+    pub fn passed(&self, key: &str) -> bool {
+        self.0.lock().is_ok_and(|memo| memo.get(key).is_some())
+    }
+
+    /// Records that the dry run of `key` passed.
+    pub fn pass(&self, key: String) {
+        if let Ok(mut memo) = self.0.lock() {
+            memo.insert(key, (), Instant::now());
+        }
+    }
+}
+
 /// The resourceVersion each of relman's Deployment writes returned, until the Deployment
 /// cache has caught up with it: until then the reconcile reads that Deployment from the API,
 /// so it never plans from a Deployment older than its own last write.
@@ -265,6 +285,18 @@ mod tests {
             checks.due("deploy/shop/web/2"),
             PodCheckDue::Known { .. }
         ));
+    }
+
+    #[test]
+    fn a_dry_run_is_remembered_by_its_key() {
+        let runs = DryRuns::default();
+        assert!(!runs.passed("u-1/1/shop"));
+        runs.pass("u-1/1/shop".into());
+        assert!(runs.passed("u-1/1/shop"));
+        assert!(
+            !runs.passed("u-1/2/shop"),
+            "a new generation is checked again"
+        );
     }
 
     #[test]

@@ -79,6 +79,7 @@ struct Memos {
     notes: memo::NotesMemo,
     pods: memo::PodChecks,
     written: memo::WrittenVersions,
+    dry_runs: memo::DryRuns,
 }
 
 impl Context {

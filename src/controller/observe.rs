@@ -58,6 +58,7 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
         &approvals,
         &known,
         &ctx.gate_watches,
+        &ctx.memos.dry_runs,
         now,
     )
     .await?;
@@ -175,14 +176,18 @@ async fn deployments(
             let mut observed = ObservedDeployment::from_deployment(&deployment, Vec::new());
             observed.driven_by_other =
                 other_active_driver(&ctx.client, release, &deployment, known).await?;
-            // Pods are read only while a rollout is under way: that is when a pod that cannot
-            // start decides the outcome.
+            // Pods are read only while the release's rollout is under way: that is when a pod
+            // that cannot start decides the outcome.
             let key = format!(
                 "deployment/{ns}/{}/{}",
                 name.0,
                 deployment.metadata.generation.unwrap_or_default()
             );
-            if matches!(rollout_progress(&observed), RolloutProgress::InProgress(_)) {
+            // Only this release's own rollout: a Deployment it has not touched yet, or one
+            // whose controller has not caught up (with nothing to roll), is not its concern.
+            let mine = deployment.annotations().get(ANNOTATION_DRIVEN_BY)
+                == Some(&format!("{namespace}/{}", release.name_any()));
+            if mine && matches!(rollout_progress(&observed), RolloutProgress::InProgress(_)) {
                 if let Some(selector) = pod_selector(&deployment) {
                     observed.pod_problems =
                         pod_problems_of(ctx, &key, ns, &selector, recheck).await?;
