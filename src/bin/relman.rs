@@ -43,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_metrics(metrics.clone());
     let ctx = Arc::new(
         Context::new(client, instance, PlanConfig::default())
+            .with_concurrency(concurrency()?)
             .with_leadership(leadership)
             .with_metrics(metrics.clone())
             .with_ready_flag(releases_ready.clone()),
@@ -86,6 +87,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     calendars?;
     tracing::info!("relman stopped");
     Ok(())
+}
+
+/// `RELMAN_CONCURRENCY`: how many Releases are reconciled at once, default
+/// [`controller::DEFAULT_CONCURRENCY`].
+fn concurrency() -> Result<u16, String> {
+    match std::env::var("RELMAN_CONCURRENCY") {
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                format!("RELMAN_CONCURRENCY must be a whole number from 1 to 1000, not {value:?}")
+            }),
+        _ => Ok(controller::DEFAULT_CONCURRENCY),
+    }
 }
 
 /// `RELMAN_HTTP_ADDR`, default `0.0.0.0:8080`.

@@ -71,7 +71,15 @@ pub struct Context {
     caches: RwLock<Caches>,
     /// What saves reads between reconciles.
     memos: Memos,
+    /// How many Releases are reconciled at once.
+    concurrency: u16,
 }
+
+/// How many Releases [`run`] reconciles at once unless told otherwise
+/// ([`Context::with_concurrency`]). Each reconcile in flight holds an HTTP connection to the API
+/// server (with its buffers and TLS state); unbounded, a burst of 1,000 Releases opened
+/// hundreds of them.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 /// What the controller remembers between reconciles (see [`memo`]).
 #[derive(Default)]
@@ -97,6 +105,7 @@ impl Context {
             gate_watches: GateWatches::new(client.clone()),
             caches: RwLock::new(Caches::default()),
             memos: Memos::default(),
+            concurrency: DEFAULT_CONCURRENCY,
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -145,6 +154,12 @@ impl Context {
     /// Sets `ready` once the Release watch has listed every Release.
     pub fn with_ready_flag(mut self, ready: ReadyFlag) -> Self {
         self.ready = ready;
+        self
+    }
+
+    /// Reconciles at most `concurrency` Releases at once (at least one).
+    pub fn with_concurrency(mut self, concurrency: u16) -> Self {
+        self.concurrency = concurrency.max(1);
         self
     }
 
@@ -271,7 +286,8 @@ pub async fn run(
         }
     })
     .applied_objects();
-    let controller = Controller::for_stream(release_events, store.clone());
+    let controller = Controller::for_stream(release_events, store.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency));
     ctx.watch_store(&store);
     if let Ok(mut known) = ctx.known_releases.write() {
         *known = KnownReleases::from_store(store.clone());
