@@ -299,6 +299,8 @@ struct Outcome {
     /// Deployments on the right version whose pods were not all available at the end (the
     /// environment's doing; reported, not counted as wrong).
     unavailable: usize,
+    /// Those Deployments' pods: phase, readiness and why not.
+    unavailable_pods: Vec<String>,
     duration: Duration,
     /// Every problem, one line each.
     problems: Vec<String>,
@@ -655,6 +657,7 @@ impl Fleet {
             self.check_release(p, &seen, &mut lost, &mut wrong, &mut unavailable)
                 .await?;
             outcome.unavailable += unavailable.len();
+            outcome.unavailable_pods.extend(unavailable.iter().cloned());
             let name = p.release();
             if !lost.is_empty() {
                 outcome.lost += 1;
@@ -803,6 +806,62 @@ impl Fleet {
         }
     }
 
+    /// The pods of Deployment `name` (label `app=name`): phase, Ready condition and the first
+    /// container's waiting or terminated reason, for the report.
+    async fn pod_states(&self, name: &str) -> anyhow::Result<String> {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let list = pods
+            .list(&ListParams::default().labels(&format!("app={name}")))
+            .await?;
+        let states: Vec<String> = list
+            .items
+            .iter()
+            .map(|pod| {
+                let status = pod.status.clone().unwrap_or_default();
+                let ready = status
+                    .conditions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")
+                    .map(|c| format!("Ready={} {}", c.status, c.reason.unwrap_or_default()))
+                    .unwrap_or_else(|| "no Ready condition".into());
+                let container = status
+                    .container_statuses
+                    .unwrap_or_default()
+                    .into_iter()
+                    .next()
+                    .and_then(|c| c.state)
+                    .map(|state| {
+                        if let Some(w) = state.waiting {
+                            format!("waiting {}", w.reason.unwrap_or_default())
+                        } else if let Some(t) = state.terminated {
+                            format!("terminated {}", t.reason.unwrap_or_default())
+                        } else if state.running.is_some() {
+                            "running".to_owned()
+                        } else {
+                            "no state".to_owned()
+                        }
+                    })
+                    .unwrap_or_else(|| "no container status".into());
+                format!(
+                    "{} on {} {} {ready} {container}",
+                    pod.metadata.name.clone().unwrap_or_default(),
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .unwrap_or_else(|| "no node".into()),
+                    status.phase.unwrap_or_default(),
+                )
+            })
+            .collect();
+        Ok(if states.is_empty() {
+            "no pods".to_owned()
+        } else {
+            states.join("; ")
+        })
+    }
+
     /// One stage: its phase, its Deployment's image, revision and ReplicaSets, the captured
     /// revisions, and its smoke Jobs.
     async fn check_stage(
@@ -872,7 +931,7 @@ impl Fleet {
                 deployment.status
             ));
         } else if p.starts(stage) && !settled(&deployment) {
-            unavailable.push(name.clone());
+            unavailable.push(format!("{name}: {}", self.pod_states(&name).await?));
         }
         if !p.starts(stage) && deployment.metadata.generation != Some(1) {
             wrong.push(format!(
@@ -1448,6 +1507,9 @@ fn summary(sizes: &Sizes, outcomes: &[Outcome], total: Duration) -> String {
         node_down.as_secs(),
         sum(|o| o.unavailable)
     );
+    for pods in outcomes.iter().flat_map(|o| &o.unavailable_pods) {
+        let _ = writeln!(out, "  - {pods}");
+    }
     let lost = sum(|o| o.lost) + sum(|o| o.wrong) + sum(|o| o.foreign_writes);
     let _ = writeln!(out, "lost or wrong: {lost}");
     for problem in outcomes.iter().flat_map(|o| &o.problems) {
