@@ -272,10 +272,15 @@ impl KnownReleases {
         Ok(api.get_opt(name).await?.map(Arc::new))
     }
 
-    /// The Releases of `namespace`. A store is read once it has seen its first complete list,
-    /// so a controller that just started never takes "no earlier release" for an answer it
-    /// has not read yet.
-    async fn in_namespace(&self, client: &Client, namespace: &str) -> Result<Vec<Arc<Release>>> {
+    /// The Releases of `application` in `namespace`. A store is read once it has seen its first
+    /// complete list, so a controller that just started never takes "no earlier release" for
+    /// an answer it has not read yet.
+    async fn of_application(
+        &self,
+        client: &Client,
+        namespace: &str,
+        application: &str,
+    ) -> Result<Vec<Arc<Release>>> {
         // `wait_until_ready` may wake only one of several concurrent waiters, so it is bounded:
         // a store that is not ready at once is replaced by a list through the API.
         if let Some(store) = &self.store
@@ -283,7 +288,11 @@ impl KnownReleases {
                 .await
                 .is_ok_and(|ready| ready.is_ok())
         {
-            return Ok(store.state_filter(|r| r.namespace().as_deref() == Some(namespace)));
+            // Compared in place: this runs for every reconcile over every Release.
+            return Ok(store.state_filter(|r| {
+                r.spec.application == application
+                    && r.metadata.namespace.as_deref() == Some(namespace)
+            }));
         }
         let api: Api<Release> = Api::namespaced(client.clone(), namespace);
         Ok(api
@@ -350,7 +359,9 @@ async fn version_type(
             "checked before the first stage started".to_owned()
         })));
     }
-    let releases = known.in_namespace(client, namespace).await?;
+    let releases = known
+        .of_application(client, namespace, &release.spec.application)
+        .await?;
     let previous = newest_succeeded(&releases, release);
     let spec = &release.spec;
     Ok(check_release_type(

@@ -279,13 +279,26 @@ pub async fn run(
             .modify(slim_release),
     )
     .inspect(move |event| {
-        if let Ok(watcher::Event::Apply(changed) | watcher::Event::Delete(changed)) = event {
+        // Only a Release that finished or went away frees a Deployment; looking at every
+        // other Release on every change made a burst of N new Releases cost N² comparisons.
+        let freed = match event {
+            Ok(watcher::Event::Apply(changed)) if changed.is_finished() => Some(changed),
+            Ok(watcher::Event::Delete(changed)) => Some(changed),
+            _ => None,
+        };
+        if let Some(changed) = freed {
             for other in releases_sharing_a_deployment(&sharing_store.state(), changed) {
                 let _ = sharing.unbounded_send(other);
             }
         }
     })
-    .applied_objects();
+    .applied_objects()
+    // Only a new generation (a spec change) or a Release seen for the first time wakes the
+    // Release itself: its status writes, relman's own or the notifier's, do not. Each step
+    // that must follow a status write asks for it (`Plan::requeue_after`), and what a release
+    // waits for (Deployments, Jobs, approvals, calendars, gates) wakes it through the watches
+    // below. Half of all reconciles were relman answering its own status writes.
+    .predicate_filter(kube::runtime::predicates::generation, Default::default());
     let controller = Controller::for_stream(release_events, store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency));
     ctx.watch_store(&store);
