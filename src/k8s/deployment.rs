@@ -102,14 +102,7 @@ pub async fn revert_to_known_good(
         { "op": "replace", "path": "/spec/template", "value": template }
     ]))?;
     Ok(api
-        .patch(
-            name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PatchParams::default()
-            },
-            &Patch::<()>::Json(patch),
-        )
+        .patch(name, &relman_patch(), &Patch::<()>::Json(patch))
         .await?)
 }
 
@@ -124,15 +117,16 @@ pub async fn mark_known_good(
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let patch = json!({ "metadata": { "annotations": annotations } });
     Ok(api
-        .patch(
-            name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
+        .patch(name, &relman_patch(), &Patch::Merge(&patch))
         .await?)
+}
+
+/// A JSON or merge patch made as relman (its field manager).
+fn relman_patch() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
 }
 
 #[cfg(test)]

@@ -86,6 +86,18 @@ fn staging_verified() -> World {
     world
 }
 
+/// Staging verified, production signed off, backed up and its smoke test failed (nothing
+/// planned for the failure yet).
+fn production_smoke_failed() -> World {
+    let mut world = staging_verified();
+    world.approve_production();
+    world.run_until_waiting();
+    world.finish_job(PRODUCTION_NS, "production", JobKind::Backup, true);
+    world.run_until_waiting();
+    world.finish_job(PRODUCTION_NS, "production", JobKind::SmokeTest, false);
+    world
+}
+
 /// Drives the two-stage release to success.
 fn succeeded() -> World {
     let mut world = staging_verified();
@@ -783,12 +795,7 @@ fn production_backup_failure_leaves_both_stages_as_they_are() {
 
 #[test]
 fn production_smoke_failure_reverts_production_only_and_opens_an_incident() {
-    let mut world = staging_verified();
-    world.approve_production();
-    world.run_until_waiting();
-    world.finish_job(PRODUCTION_NS, "production", JobKind::Backup, true);
-    world.run_until_waiting();
-    world.finish_job(PRODUCTION_NS, "production", JobKind::SmokeTest, false);
+    let mut world = production_smoke_failed();
     let plan = world.reconcile();
     assert_revert(&plan, PRODUCTION_NS, WORKER);
     assert!(plan.events.iter().any(|e| e.reason == "IncidentOpened"));
@@ -1125,13 +1132,10 @@ fn a_stage_waits_while_another_release_drives_its_deployment() {
     assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
 }
 
-#[test]
-fn an_invalid_job_found_before_the_start_stalls_without_changes() {
-    let mut world = World::two_stages();
-    world.gates.invalid = Some("spec.stages[1].smokeTest.template: rejected".into());
-    let plan = world.reconcile();
+/// The release is Stalled for `reason` with a Warning Event, and nothing was done or captured.
+fn assert_stalled_before_anything_changed(world: &World, plan: &Plan, reason: &str) {
     assert_eq!(plan.action, Action::None);
-    assert_condition(&world, "Stalled", "True", "InvalidSpec");
+    assert_condition(world, "Stalled", "True", reason);
     assert!(
         world.status().stages[0].deployments.is_empty(),
         "nothing captured"
@@ -1139,8 +1143,17 @@ fn an_invalid_job_found_before_the_start_stalls_without_changes() {
     assert!(
         plan.events
             .iter()
-            .any(|e| e.type_ == EventType::Warning && e.reason == "InvalidSpec")
+            .any(|e| e.type_ == EventType::Warning && e.reason == reason),
+        "a Warning Event {reason}"
     );
+}
+
+#[test]
+fn an_invalid_job_found_before_the_start_stalls_without_changes() {
+    let mut world = World::two_stages();
+    world.gates.invalid = Some("spec.stages[1].smokeTest.template: rejected".into());
+    let plan = world.reconcile();
+    assert_stalled_before_anything_changed(&world, &plan, "InvalidSpec");
 
     // Fixed: the release starts.
     world.gates.invalid = None;
@@ -1180,15 +1193,7 @@ fn a_namespace_without_consent_stalls_the_release_before_anything_changes() {
     }
     // Found before staging (which may act) changed anything.
     assert_eq!(stage_phase(&world, 0), StagePhase::Pending);
-    assert!(
-        world.status().stages[0].deployments.is_empty(),
-        "nothing captured"
-    );
-    assert!(
-        plan.events
-            .iter()
-            .any(|e| e.type_ == EventType::Warning && e.reason == "NamespaceNotPermitted")
-    );
+    assert_stalled_before_anything_changed(&world, &plan, "NamespaceNotPermitted");
     // It looks again by itself, since nothing watches Namespaces.
     assert_eq!(plan.requeue_after, Some(Duration::from_secs(30)));
     // Stalling again records nothing new and still acts nowhere.
@@ -1302,12 +1307,7 @@ fn consent_withdrawn_mid_release_stops_every_further_write_there() {
 #[test]
 fn no_revert_goes_to_a_namespace_that_withdrew_consent() {
     // Production fails its smoke test: the failure and the first revert are planned ...
-    let mut world = staging_verified();
-    world.approve_production();
-    world.run_until_waiting();
-    world.finish_job(PRODUCTION_NS, "production", JobKind::Backup, true);
-    world.run_until_waiting();
-    world.finish_job(PRODUCTION_NS, "production", JobKind::SmokeTest, false);
+    let mut world = production_smoke_failed();
     let plan = world.plan();
     assert_revert(&plan, PRODUCTION_NS, WORKER);
     world.write_status(&plan);
