@@ -71,14 +71,20 @@ pub struct Context {
     caches: RwLock<Caches>,
     /// What saves reads between reconciles.
     memos: Memos,
-    /// How many Releases are reconciled at once.
-    concurrency: u16,
+    /// The reconciles allowed to run at once, handed out first come, first served.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// How many Releases [`run`] reconciles at once unless told otherwise
 /// ([`Context::with_concurrency`]). Each reconcile in flight holds an HTTP connection to the API
 /// server (with its buffers and TLS state); unbounded, a burst of 1,000 Releases opened
 /// hundreds of them.
+///
+/// The bound is a FIFO semaphore taken at the start of each reconcile, not kube's
+/// `Config::concurrency`: when every one of its slots is busy, kube parks due reconciles in a
+/// hash set and picks from it in no particular order, and under a burst of 1,000 Releases one
+/// of them waited ten minutes (until its rollout timed out). Waiting on the semaphore, a
+/// reconcile holds no connection, and the oldest waiter goes first.
 pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 /// What the controller remembers between reconciles (see [`memo`]).
@@ -105,7 +111,9 @@ impl Context {
             gate_watches: GateWatches::new(client.clone()),
             caches: RwLock::new(Caches::default()),
             memos: Memos::default(),
-            concurrency: DEFAULT_CONCURRENCY,
+            slots: Arc::new(tokio::sync::Semaphore::new(usize::from(
+                DEFAULT_CONCURRENCY,
+            ))),
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -159,7 +167,7 @@ impl Context {
 
     /// Reconciles at most `concurrency` Releases at once (at least one).
     pub fn with_concurrency(mut self, concurrency: u16) -> Self {
-        self.concurrency = concurrency.max(1);
+        self.slots = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
         self
     }
 
@@ -299,8 +307,7 @@ pub async fn run(
     // waits for (Deployments, Jobs, approvals, calendars, gates) wakes it through the watches
     // below. Half of all reconciles were relman answering its own status writes.
     .predicate_filter(kube::runtime::predicates::generation, Default::default());
-    let controller = Controller::for_stream(release_events, store.clone())
-        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency));
+    let controller = Controller::for_stream(release_events, store.clone());
     ctx.watch_store(&store);
     if let Ok(mut known) = ctx.known_releases.write() {
         *known = KnownReleases::from_store(store.clone());
@@ -464,6 +471,9 @@ fn release_from_annotation(deployment: &Deployment) -> Option<ObjectRef<Release>
 /// One reconcile of one Release.
 async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> {
     // A standby keeps its caches warm and reads nothing more; see `leader`.
+    ctx.ensure_leader()?;
+    // First come, first served (see `DEFAULT_CONCURRENCY`); the semaphore is never closed.
+    let _slot = ctx.slots.acquire().await.ok();
     ctx.ensure_leader()?;
     let _timer = ctx.metrics.reconcile_timer(ControllerKind::Release);
     let started = std::time::Instant::now();
