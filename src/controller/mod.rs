@@ -300,13 +300,14 @@ pub async fn run(
             }
         }
     })
-    .applied_objects()
-    // Only a new generation (a spec change) or a Release seen for the first time wakes the
-    // Release itself: its status writes, relman's own or the notifier's, do not. Each step
-    // that must follow a status write asks for it (`Plan::requeue_after`), and what a release
-    // waits for (Deployments, Jobs, approvals, calendars, gates) wakes it through the watches
-    // below. Half of all reconciles were relman answering its own status writes.
-    .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    .applied_objects();
+    let release_events = k8s::watch::without_errors(release_events, "releases")
+        // Only a new generation (a spec change) or a Release seen for the first time wakes the
+        // Release itself: its status writes, relman's own or the notifier's, do not. Each step
+        // that must follow a status write asks for it (`Plan::requeue_after`), and what a release
+        // waits for (Deployments, Jobs, approvals, calendars, gates) wakes it through the watches
+        // below. Half of all reconciles were relman answering its own status writes.
+        .predicate_filter(kube::runtime::predicates::generation, Default::default());
     let controller = Controller::for_stream(release_events, store.clone());
     ctx.watch_store(&store);
     if let Ok(mut known) = ctx.known_releases.write() {
@@ -316,14 +317,17 @@ pub async fn run(
     let (jobs, job_events) = Cache::watch(
         scoped::<Job>(&client, ns),
         watcher::Config::default().labels(LABEL_RELEASE),
+        "jobs",
     );
     let (approvals, approval_events) = Cache::watch(
         scoped::<ReleaseApproval>(&client, ns),
         watcher::Config::default(),
+        "releaseapprovals",
     );
     let (deployments, deployment_events) = Cache::watch(
         scoped::<Deployment>(&client, ns),
         watcher::Config::default().labels(LABEL_RELEASE),
+        "deployments",
     );
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Caches {
@@ -349,6 +353,7 @@ pub async fn run(
             touched(
                 Api::<ReleaseCalendar>::all(client.clone()),
                 watcher::Config::default(),
+                "releasecalendars",
             ),
             move |calendar| {
                 // Only a change of the calendar's spec can change a window; its status writes
@@ -392,17 +397,22 @@ fn slim_release(release: &mut Release) {
 }
 
 /// The objects of `api` that change or go away, for `Controller::watches_stream`: a watch that
-/// survives API server restarts ([`k8s::watch`]), with backoff.
+/// survives API server restarts ([`k8s::watch`]), with its own backoff, its errors logged
+/// under `name` and kept from the controller ([`k8s::watch::without_errors`]).
 fn touched<K>(
     api: Api<K>,
     config: watcher::Config,
+    name: &'static str,
 ) -> impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    k8s::watch::watch(api, config)
-        .default_backoff()
-        .touched_objects()
+    k8s::watch::without_errors(
+        k8s::watch::watch(api, config)
+            .default_backoff()
+            .touched_objects(),
+        name,
+    )
 }
 
 /// The last `metadata.generation` seen per object, to tell spec changes from status writes.

@@ -7,6 +7,9 @@
 //! controller would stop seeing changes. [`watch`] starts a fresh watcher (a new list, then a
 //! watch from the listed version) whenever the API server says Gone; a reflector fed by it
 //! rebuilds its store from the new list.
+//!
+//! [`without_errors`] is what a kube `Controller` gets to see of a watch: every failure
+//! logged, none passed on (see there why).
 
 use std::fmt::Debug;
 
@@ -37,6 +40,39 @@ where
             inner = start();
         }
         Some((item, (inner, start)))
+    })
+}
+
+/// The objects of a watch stream, its errors logged and dropped: the form every watch takes
+/// before it reaches a kube `Controller` (`for_stream`, `watches_stream`).
+///
+/// A `Controller` merges all its trigger streams and puts the merged stream behind one
+/// backoff: an error from any watch pauses every trigger, and the pause grows with each
+/// further error until two quiet minutes pass. After an API server restart each of relman's
+/// watches fails a few times while the server is down and once more with 410 Gone, so a
+/// controller fed those errors stopped reacting to anything for minutes. Each watch here has
+/// its own backoff (`default_backoff`) and [`watch`] relists after a 410, so the error itself
+/// tells the controller nothing it must act on. `watch_name` names the watch in the log.
+pub fn without_errors<S, T>(
+    stream: S,
+    watch_name: &'static str,
+) -> impl Stream<Item = watcher::Result<T>> + Send + 'static
+where
+    S: Stream<Item = watcher::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    stream.filter_map(move |item| {
+        futures::future::ready(match item {
+            Ok(object) => Some(Ok(object)),
+            Err(error) => {
+                if is_gone(&error) {
+                    tracing::debug!(watch = watch_name, %error, "watch expired; relisting");
+                } else {
+                    tracing::warn!(watch = watch_name, %error, "watch failed; retrying after its backoff");
+                }
+                None
+            }
+        })
     })
 }
 
@@ -75,5 +111,24 @@ mod tests {
             kube::Error::Api(status(500))
         )));
         assert!(!is_gone(&watcher::Error::NoResourceVersion));
+    }
+
+    #[tokio::test]
+    async fn a_controller_sees_the_objects_of_a_watch_and_none_of_its_errors() {
+        let items: Vec<watcher::Result<u32>> = vec![
+            Ok(1),
+            Err(watcher::Error::WatchError(status(410))),
+            Ok(2),
+            Err(watcher::Error::WatchStartFailed(kube::Error::Api(status(
+                500,
+            )))),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(3),
+        ];
+        let seen: Vec<u32> = without_errors(stream::iter(items), "test")
+            .map(|item| item.expect("errors are dropped"))
+            .collect()
+            .await;
+        assert_eq!(seen, vec![1, 2, 3]);
     }
 }

@@ -123,6 +123,7 @@ impl CalendarController {
                 .default_backoff(),
         )
         .applied_objects();
+        let events = crate::k8s::watch::without_errors(events, "releasecalendars");
         let controller = Controller::for_stream(events, calendars);
         let (releases, release_writer) = reflector::store();
         let cache = CalendarCache {
