@@ -732,7 +732,8 @@ async fn an_invalid_job_template_stalls_before_anything_changes() -> anyhow::Res
         Smoke::Passes,
     );
     // A container without an image: the CRD cannot tell, the Job API can.
-    let template = &mut bad.spec.stages[1].smoke_test.as_mut().unwrap().template;
+    let check = bad.spec.stages[1].smoke_test.as_mut().unwrap();
+    let mut template = check.template.get();
     template
         .spec
         .as_mut()
@@ -743,6 +744,7 @@ async fn an_invalid_job_template_stalls_before_anything_changes() -> anyhow::Res
         .unwrap()
         .containers[0]
         .image = None;
+    check.template = template.into();
     env.create(&bad).await?;
 
     let status = env.wait_condition("web-2-0-0", "Stalled", "True").await?;

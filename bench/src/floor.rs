@@ -156,12 +156,13 @@ async fn drive(
         // Deployed: run the smoke test.
         stages[index]["phase"] = json!("Verifying");
         write_status(&releases, &name, "Progressing", &stages, false).await?;
-        let template = &release.spec.stages[index]
+        let template = release.spec.stages[index]
             .smoke_test
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("stage {stage} has no smoke test"))?
-            .template;
-        let job = build_job(&release, stage, ns, JobKind::SmokeTest, 1, template);
+            .template
+            .get();
+        let job = build_job(&release, stage, ns, JobKind::SmokeTest, 1, &template);
         relman::k8s::job::create_job(client, ns, &job).await?;
         let job_done = |p: &Progress| p.jobs_done.contains(stage);
         tracker

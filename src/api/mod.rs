@@ -6,11 +6,13 @@
 
 pub mod approval;
 pub mod calendar;
+mod compact;
 pub mod release;
 mod schema;
 
 pub use approval::{Decision, ReleaseApproval, ReleaseApprovalSpec};
 pub use calendar::{ReleaseCalendar, ReleaseCalendarSpec, ReleaseCalendarStatus};
+pub use compact::Compact;
 pub use release::{Release, ReleaseSpec, ReleaseStatus, ReleaseType};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Compact;
 use super::schema::{
     DNS_LABEL, DURATION, SEMVER, conditions_schema, job_template_schema, notifications_schema,
     preserve_unknown_object_opt,
@@ -355,7 +356,7 @@ pub struct JobCheck {
     /// stage, labels it, and runs it in the stage's namespace.
     #[schemars(schema_with = "job_template_schema")]
     #[x_kube(validation = Rule::new("has(self.spec) && has(self.spec.template) && has(self.spec.template.spec) && has(self.spec.template.spec.containers) && size(self.spec.template.spec.containers) > 0").message("template must be a Job template with spec.template.spec.containers"))]
-    pub template: JobTemplateSpec,
+    pub template: Compact<JobTemplateSpec>,
 
     /// How long the Job may run before it counts as failed, as a duration such as 90s or 10m.
     /// Defaults to 10m.
@@ -633,7 +634,7 @@ pub struct DeploymentStatus {
     /// ReplicaSet history was pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object_opt")]
-    pub known_good_template: Option<PodTemplateSpec>,
+    pub known_good_template: Option<Compact<PodTemplateSpec>>,
     /// The revision this release rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_out_revision: Option<String>,

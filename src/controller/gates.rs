@@ -154,7 +154,7 @@ async fn invalid_jobs(
         ];
         for (kind, field, check) in checks {
             let Some(check) = check else { continue };
-            let job = build_job(release, &stage.name, ns, kind, 1, &check.template);
+            let job = build_job(release, &stage.name, ns, kind, 1, &check.template.get());
             let api: Api<Job> = Api::namespaced(client.clone(), ns);
             match api.create(&params, &job).await {
                 Ok(_) => {}

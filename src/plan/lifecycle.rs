@@ -72,7 +72,7 @@ use crate::api::release::{
     ApprovalRecord, DeploymentStatus, Failure, HistoryEntry, IncidentStatus, JobCheck, JobStatus,
     ReleasePhase, Stage, StagePhase, StageStatus,
 };
-use crate::api::{Decision, ReleaseSpec, ReleaseStatus};
+use crate::api::{Compact, Decision, ReleaseSpec, ReleaseStatus};
 use crate::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
 
 /// `JobStatus.result` of a Job that has not finished.
@@ -652,7 +652,7 @@ impl<'a> Planner<'a> {
                     &namespace,
                     kind,
                     attempt,
-                    &check.template,
+                    &check.template.get(),
                 )),
             };
             return Check::Waiting(Outcome::progressing(
@@ -860,7 +860,7 @@ impl<'a> Planner<'a> {
                 name: name.to_owned(),
                 namespace: namespace.to_owned(),
                 known_good_revision: observed.revision.clone(),
-                known_good_template: Some(observed.template.clone()),
+                known_good_template: Some(Compact::new(&observed.template)),
                 rolled_out_revision: None,
                 restored_revision: None,
             });
@@ -1113,13 +1113,13 @@ impl<'a> Planner<'a> {
         let mut refused: Vec<(usize, usize)> = Vec::new();
         for &(s, d) in &targets {
             let status = self.status.stages[s].deployments[d].clone();
-            let Some(known_good) = &status.known_good_template else {
+            let Some(known_good) = status.known_good_template.as_ref().map(Compact::get) else {
                 continue;
             };
             let Some(observed) = self.observed.deployment(&status.namespace, &status.name) else {
                 continue; // Deleted: nothing left to revert.
             };
-            if !runs_known_good(&observed.template, known_good) {
+            if !runs_known_good(&observed.template, &known_good) {
                 if !self.observed.may_act_in(&status.namespace) {
                     refused.push((s, d));
                     continue;
@@ -1136,7 +1136,7 @@ impl<'a> Planner<'a> {
                     namespace: status.namespace.clone(),
                     deployment: status.name.clone(),
                     revision: status.known_good_revision.clone(),
-                    template: Box::new(known_good.clone()),
+                    template: Box::new(known_good),
                 };
                 return Outcome::new(
                     OutcomeKind::RollingBack,

@@ -8,8 +8,8 @@ use super::action::{Action, JobKind, Plan};
 use super::observed::{GateState, JobState, PodProblemReason, template_images};
 use super::rollout::{runs_known_good, runs_release_images};
 use super::sim::*;
-use crate::api::Decision;
 use crate::api::release::{ReleasePhase, StagePhase};
+use crate::api::{Compact, Decision};
 use crate::api::{ReleaseSpec, ReleaseStatus};
 
 #[derive(Clone, Debug)]
@@ -115,7 +115,7 @@ fn captured_template<'a>(
     stage: &str,
     namespace: &str,
     deployment: &str,
-) -> Option<&'a k8s_openapi::api::core::v1::PodTemplateSpec> {
+) -> Option<&'a crate::api::Compact<k8s_openapi::api::core::v1::PodTemplateSpec>> {
     status
         .stages
         .iter()
@@ -149,7 +149,7 @@ fn all_at_known_good(world: &World, status: &ReleaseStatus) -> bool {
                 .deployments
                 .iter()
                 .find(|o| o.namespace == d.namespace && o.name == d.name)
-                .is_none_or(|o| runs_known_good(&o.template, template))
+                .is_none_or(|o| runs_known_good(&o.template, &template.get()))
         })
 }
 
@@ -230,8 +230,9 @@ fn checked_reconcile(world: &mut World, act: bool) -> Result<Plan, TestCaseError
             prop_assert!(failed(new), "revert without a failure");
             prop_assert_eq!(
                 captured_template(&old, stage, namespace, deployment)
-                    .or(captured_template(new, stage, namespace, deployment)),
-                Some(&**template),
+                    .or(captured_template(new, stage, namespace, deployment))
+                    .map(Compact::get),
+                Some((**template).clone()),
                 "a revert restores the captured template"
             );
         }

@@ -67,7 +67,7 @@ fn stage(name: &str, namespace: &str) -> Stage {
         deployments: vec![DeploymentName(API.into()), DeploymentName(WORKER.into())],
         backup: None,
         smoke_test: Some(JobCheck {
-            template: job_template("smoke"),
+            template: job_template("smoke").into(),
             timeout: Some("10m".into()),
         }),
         approval: None,
@@ -85,7 +85,7 @@ pub fn two_stage_spec() -> ReleaseSpec {
     });
     production.window = true;
     production.backup = Some(JobCheck {
-        template: job_template("backup"),
+        template: job_template("backup").into(),
         timeout: Some("5m".into()),
     });
     ReleaseSpec {
