@@ -21,6 +21,24 @@ pub const NOTES_RECHECK: Duration = Duration::from_secs(600);
 /// requests.
 pub const POD_CHECK_DELAY: Duration = Duration::from_secs(5);
 
+/// The longest wait between two lists of a rollout's or a Job's pods while they show no
+/// problem. The wait grows with how long the thing has run (a quarter of it): a rollout of
+/// minutes is slow because the cluster is busy, and listing its pods every few seconds added
+/// to the load (in a benchmark of 1,000 Releases at 64 reconcile slots, 106 pod lists per
+/// Release). A pod problem, once seen, is looked at again every [`POD_CHECK_DELAY`], and its
+/// grace counts from the pod's own timestamps, so a failing rollout is judged on time.
+pub const POD_CHECK_MAX_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long after a list that found `problems` (or none) the pods of something that has run
+/// for `running_for` are listed again.
+fn pod_check_interval(running_for: Duration, problems: bool) -> Duration {
+    if problems {
+        POD_CHECK_DELAY
+    } else {
+        (running_for / 4).clamp(POD_CHECK_DELAY, POD_CHECK_MAX_INTERVAL)
+    }
+}
+
 /// Entries not touched for this long are dropped.
 const FORGET_AFTER: Duration = Duration::from_secs(2 * 3600);
 
@@ -138,7 +156,9 @@ impl PodChecks {
             }
         };
         let next = match &check.listed {
-            Some((at, _)) => *at + POD_CHECK_DELAY,
+            Some((at, problems)) => {
+                *at + pod_check_interval(*at - check.running_since, !problems.is_empty())
+            }
             None => check.running_since + POD_CHECK_DELAY,
         };
         if now >= next {
@@ -153,17 +173,22 @@ impl PodChecks {
         }
     }
 
-    /// Records what a list of the pods of `key` found.
-    pub fn listed(&self, key: &str, problems: &[PodProblem]) {
-        let now = Instant::now();
-        if let Ok(mut checks) = self.0.lock() {
-            let running_since = checks.get(key).map_or(now, |c| c.running_since);
-            let check = PodCheck {
-                running_since,
-                listed: Some((now, problems.to_vec())),
-            };
-            checks.insert(key.to_owned(), check, now);
-        }
+    /// Records what a list of the pods of `key` found; returns when the next list is due.
+    pub fn listed(&self, key: &str, problems: &[PodProblem]) -> Duration {
+        self.listed_at(key, problems, Instant::now())
+    }
+
+    fn listed_at(&self, key: &str, problems: &[PodProblem], now: Instant) -> Duration {
+        let Ok(mut checks) = self.0.lock() else {
+            return POD_CHECK_DELAY;
+        };
+        let running_since = checks.get(key).map_or(now, |c| c.running_since);
+        let check = PodCheck {
+            running_since,
+            listed: Some((now, problems.to_vec())),
+        };
+        checks.insert(key.to_owned(), check, now);
+        pod_check_interval(now - running_since, !problems.is_empty())
     }
 
     /// Forgets `key` (it is no longer running).
@@ -285,6 +310,54 @@ mod tests {
             checks.due("deploy/shop/web/2"),
             PodCheckDue::Known { .. }
         ));
+    }
+
+    #[test]
+    fn pods_without_problems_are_listed_less_often_the_longer_they_run() {
+        let checks = PodChecks::default();
+        let key = "deploy/shop/web/3";
+        let start = Instant::now();
+        assert!(matches!(
+            checks.due_at(key, start),
+            PodCheckDue::Known { .. }
+        ));
+        // Listed at 5 s, 60 s and 10 min: the next list comes 5 s, 15 s and 30 s later.
+        for (at, wait) in [(5, 5), (60, 15), (600, 30)] {
+            let listed = start + Duration::from_secs(at);
+            assert_eq!(
+                checks.listed_at(key, &[], listed),
+                Duration::from_secs(wait)
+            );
+            match checks.due_at(key, listed + Duration::from_secs(wait) / 2) {
+                PodCheckDue::Known { recheck, .. } => {
+                    assert_eq!(
+                        recheck,
+                        Duration::from_secs(wait) - Duration::from_secs(wait) / 2
+                    );
+                }
+                PodCheckDue::List => panic!("listed {wait} s ago at most"),
+            }
+            assert_eq!(
+                checks.due_at(key, listed + Duration::from_secs(wait)),
+                PodCheckDue::List
+            );
+        }
+        // A problem brings the pace back to every 5 s, however long it has run.
+        let problem = PodProblem {
+            pod: "web-1".into(),
+            reason: crate::plan::PodProblemReason::CrashLoopBackOff,
+            message: "back-off".into(),
+            since: chrono::Utc::now(),
+        };
+        let listed = start + Duration::from_secs(700);
+        assert_eq!(
+            checks.listed_at(key, std::slice::from_ref(&problem), listed),
+            POD_CHECK_DELAY
+        );
+        assert_eq!(
+            checks.due_at(key, listed + POD_CHECK_DELAY),
+            PodCheckDue::List
+        );
     }
 
     #[test]

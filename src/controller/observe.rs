@@ -3,7 +3,8 @@
 //! Most of it comes from the controller's watch caches ([`super::caches`]); the API is asked
 //! only for what a cache does not hold yet (a Deployment relman has not driven, or one whose
 //! cached copy is older than relman's own last write of it), and for the pods of a rollout or
-//! Job that has run for [`POD_CHECK_DELAY`] (see [`super::memo`]).
+//! Job that has run for [`POD_CHECK_DELAY`](super::memo::POD_CHECK_DELAY), then at a pace that slows the longer it runs
+//! without a pod problem (see [`super::memo`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use kube::{Client, ResourceExt};
 use super::Context;
 use super::caches::Caches;
 use super::gates::{self, KnownReleases};
-use super::memo::{POD_CHECK_DELAY, PodCheckDue};
+use super::memo::PodCheckDue;
 use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};
@@ -111,8 +112,7 @@ async fn pod_problems_of(
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
             let list = pods.list(&ListParams::default().labels(selector)).await?;
             let problems: Vec<PodProblem> = list.items.iter().flat_map(pod_problems).collect();
-            ctx.memos.pods.listed(key, &problems);
-            recheck.at_most(POD_CHECK_DELAY);
+            recheck.at_most(ctx.memos.pods.listed(key, &problems));
             Ok(problems)
         }
     }
