@@ -85,7 +85,13 @@ pub struct Context {
 /// hash set and picks from it in no particular order, and under a burst of 1,000 Releases one
 /// of them waited ten minutes (until its rollout timed out). Waiting on the semaphore, a
 /// reconcile holds no connection, and the oldest waiter goes first.
-pub const DEFAULT_CONCURRENCY: u16 = 16;
+///
+/// 64, not fewer: a Release whose gate opens waits behind every Release already due, so the
+/// slots set the reaction time under a burst. With 1,000 Releases arriving at once on a
+/// two-core test cluster, 16 slots answered a gate in 12 s (median) and 42 s (99th
+/// percentile), 64 slots in 0.4 s and 2 s, with the same time to all Ready and less memory;
+/// the cost is more requests (123 per Release against 73), as reconciles come sooner.
+pub const DEFAULT_CONCURRENCY: u16 = 64;
 
 /// What the controller remembers between reconciles (see [`memo`]).
 #[derive(Default)]
