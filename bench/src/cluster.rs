@@ -1,15 +1,7 @@
 //! A fresh local control plane with the benchmark's namespaces.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, Patch, PatchParams};
-use relman_testenv::{ControlPlane, NODE_NAME};
-use serde_json::json;
-
-/// How often the benchmark renews the kwok node's Lease.
-const LEASE_RENEW: Duration = Duration::from_secs(5);
+use relman_testenv::ControlPlane;
 
 /// A control plane for one phase; its processes stop when it is dropped.
 pub struct Cluster {
@@ -19,14 +11,6 @@ pub struct Cluster {
     pub admin: kube::Client,
     /// The namespaces the Releases are spread over.
     pub namespaces: Vec<String>,
-    /// Keeps the node's Lease fresh (see [`keep_node_lease`]).
-    lease_keeper: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.lease_keeper.abort();
-    }
 }
 
 impl Cluster {
@@ -51,12 +35,10 @@ impl Cluster {
             startup = ?control_plane.startup_time(),
             "control plane ready"
         );
-        let lease_keeper = tokio::spawn(keep_node_lease(admin.clone()));
         Ok(Self {
             control_plane,
             admin,
             namespaces: names,
-            lease_keeper,
         })
     }
 
@@ -66,30 +48,5 @@ impl Cluster {
         Ok(self
             .control_plane
             .user_kubeconfig(user, &["system:masters"])?)
-    }
-}
-
-/// Renews the kwok node's Lease every [`LEASE_RENEW`].
-///
-/// kwok reports the node's status about once a minute and keeps no Lease, while the node
-/// lifecycle controller declares a node unreachable after 50 s without either: with thousands of
-/// pods the status update comes late, the node flaps NotReady and every pod on it is marked
-/// unready, which stalls rollouts for reasons that have nothing to do with relman. A fresh
-/// Lease keeps the node healthy, as a kubelet's would.
-async fn keep_node_lease(client: kube::Client) {
-    let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
-    let params = PatchParams::apply("relman-bench").force();
-    loop {
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let lease = json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": NODE_NAME, "namespace": "kube-node-lease"},
-            "spec": {"holderIdentity": NODE_NAME, "leaseDurationSeconds": 40, "renewTime": now}
-        });
-        if let Err(e) = api.patch(NODE_NAME, &params, &Patch::Apply(&lease)).await {
-            tracing::warn!(error = %e, "cannot renew the node's Lease");
-        }
-        tokio::time::sleep(LEASE_RENEW).await;
     }
 }

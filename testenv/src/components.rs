@@ -270,6 +270,9 @@ pub(crate) fn kube_scheduler(bin: &Path, layout: &Layout) -> Launch {
     )
 }
 
+/// How long the kwok node's Lease lasts (a kubelet's default); kwok renews it well before.
+const NODE_LEASE_SECONDS: u32 = 40;
+
 /// kwok, managing only the nodes annotated as fake, with the harness's stages.
 pub(crate) fn kwok(bin: &Path, layout: &Layout, ports: &Ports) -> Launch {
     let mut launch = launch(
@@ -285,6 +288,10 @@ pub(crate) fn kwok(bin: &Path, layout: &Layout, ports: &Ports) -> Launch {
                 kwok::NODE_ANNOTATION_VALUE
             ),
             format!("--server-address={HOST}:{}", ports.kwok),
+            // A node Lease renewed by kwok, as a kubelet's: without one kwok reports the node
+            // only about once a minute, the node lifecycle controller (50 s grace) marks it
+            // NotReady between reports, and every pod on it is marked unready each time.
+            format!("--node-lease-duration-seconds={NODE_LEASE_SECONDS}"),
             format!("--node-ip={HOST}"),
             format!("--cidr={POD_CIDR}"),
         ],
