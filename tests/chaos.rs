@@ -1592,7 +1592,7 @@ async fn chaos_leader_kills() -> anyhow::Result<()> {
 /// Restarts etcd and kube-apiserver under running releases. It found two controller bugs: a
 /// Release watch retrying a resourceVersion the restarted API server no longer had (fixed by
 /// `k8s::watch`), and watch errors pausing every trigger of the controller behind kube's
-/// shared backoff for minutes (fixed by `k8s::watch::without_errors`): before that fix this
+/// shared backoff for minutes (fixed by `k8s::watch::NoTriggerPause`): before that fix this
 /// scenario ran into its deadline, after it the releases finish about 20 s after the restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_apiserver_and_etcd_restarts() -> anyhow::Result<()> {

@@ -41,13 +41,11 @@ where
         + 'static,
 {
     /// A cache of what `api` lists under `config`, and the stream that fills it (touched
-    /// objects, for `Controller::watches_stream`; its errors are logged under `name` and kept
-    /// from the controller, see [`crate::k8s::watch::without_errors`]). Managed fields are
-    /// dropped: nothing reads them, and they are much of an object's size.
+    /// objects, for `Controller::watches_stream`). Managed fields are dropped: nothing reads
+    /// them, and they are much of an object's size.
     pub fn watch(
         api: Api<K>,
         config: watcher::Config,
-        name: &'static str,
     ) -> (
         Self,
         impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -62,7 +60,6 @@ where
                 .modify(|object: &mut K| object.meta_mut().managed_fields = None),
         )
         .touched_objects();
-        let stream = crate::k8s::watch::without_errors(stream, name);
         let cache = Self { store, ready };
         cache.mark_ready_when_listed();
         (cache, stream)

@@ -306,15 +306,15 @@ pub async fn run(
             }
         }
     })
-    .applied_objects();
-    let release_events = k8s::watch::without_errors(release_events, "releases")
-        // Only a new generation (a spec change) or a Release seen for the first time wakes the
-        // Release itself: its status writes, relman's own or the notifier's, do not. Each step
-        // that must follow a status write asks for it (`Plan::requeue_after`), and what a release
-        // waits for (Deployments, Jobs, approvals, calendars, gates) wakes it through the watches
-        // below. Half of all reconciles were relman answering its own status writes.
-        .predicate_filter(kube::runtime::predicates::generation, Default::default());
-    let controller = Controller::for_stream(release_events, store.clone());
+    .applied_objects()
+    // Only a new generation (a spec change) or a Release seen for the first time wakes the
+    // Release itself: its status writes, relman's own or the notifier's, do not. Each step
+    // that must follow a status write asks for it (`Plan::requeue_after`), and what a release
+    // waits for (Deployments, Jobs, approvals, calendars, gates) wakes it through the watches
+    // below. Half of all reconciles were relman answering its own status writes.
+    .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let controller = Controller::for_stream(release_events, store.clone())
+        .trigger_backoff(k8s::watch::NoTriggerPause);
     ctx.watch_store(&store);
     if let Ok(mut known) = ctx.known_releases.write() {
         *known = KnownReleases::from_store(store.clone());
@@ -323,17 +323,14 @@ pub async fn run(
     let (jobs, job_events) = Cache::watch(
         scoped::<Job>(&client, ns),
         watcher::Config::default().labels(LABEL_RELEASE),
-        "jobs",
     );
     let (approvals, approval_events) = Cache::watch(
         scoped::<ReleaseApproval>(&client, ns),
         watcher::Config::default(),
-        "releaseapprovals",
     );
     let (deployments, deployment_events) = Cache::watch(
         scoped::<Deployment>(&client, ns),
         watcher::Config::default().labels(LABEL_RELEASE),
-        "deployments",
     );
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Caches {
@@ -359,7 +356,6 @@ pub async fn run(
             touched(
                 Api::<ReleaseCalendar>::all(client.clone()),
                 watcher::Config::default(),
-                "releasecalendars",
             ),
             move |calendar| {
                 // Only a change of the calendar's spec can change a window; its status writes
@@ -385,7 +381,7 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((release, _)) => tracing::debug!(%release, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+                Err(e) => k8s::watch::log_controller_error("release", &e),
             }
         })
         .await;
@@ -403,22 +399,17 @@ fn slim_release(release: &mut Release) {
 }
 
 /// The objects of `api` that change or go away, for `Controller::watches_stream`: a watch that
-/// survives API server restarts ([`k8s::watch`]), with its own backoff, its errors logged
-/// under `name` and kept from the controller ([`k8s::watch::without_errors`]).
+/// survives API server restarts ([`k8s::watch`]), with backoff.
 fn touched<K>(
     api: Api<K>,
     config: watcher::Config,
-    name: &'static str,
 ) -> impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    k8s::watch::without_errors(
-        k8s::watch::watch(api, config)
-            .default_backoff()
-            .touched_objects(),
-        name,
-    )
+    k8s::watch::watch(api, config)
+        .default_backoff()
+        .touched_objects()
 }
 
 /// The last `metadata.generation` seen per object, to tell spec changes from status writes.
@@ -490,6 +481,7 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
     ctx.ensure_leader()?;
     // First come, first served (see `DEFAULT_CONCURRENCY`); the semaphore is never closed.
     let _slot = ctx.slots.acquire().await.ok();
+    // Leadership may have gone while this reconcile waited for its slot.
     ctx.ensure_leader()?;
     let _timer = ctx.metrics.reconcile_timer(ControllerKind::Release);
     let started = std::time::Instant::now();

@@ -8,15 +8,17 @@
 //! watch from the listed version) whenever the API server says Gone; a reflector fed by it
 //! rebuilds its store from the new list.
 //!
-//! [`without_errors`] is what a kube `Controller` gets to see of a watch: every failure
-//! logged, none passed on (see there why).
+//! [`NoTriggerPause`] keeps one failing watch from pausing a kube `Controller`'s other
+//! watches.
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt};
 use kube::Resource;
 use kube::api::Api;
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 
@@ -43,37 +45,45 @@ where
     })
 }
 
-/// The objects of a watch stream, its errors logged and dropped: the form every watch takes
-/// before it reaches a kube `Controller` (`for_stream`, `watches_stream`).
+/// The trigger backoff of relman's kube `Controller`s: no pause at all.
 ///
 /// A `Controller` merges all its trigger streams and puts the merged stream behind one
-/// backoff: an error from any watch pauses every trigger, and the pause grows with each
-/// further error until two quiet minutes pass. After an API server restart each of relman's
-/// watches fails a few times while the server is down and once more with 410 Gone, so a
-/// controller fed those errors stopped reacting to anything for minutes. Each watch here has
-/// its own backoff (`default_backoff`) and [`watch`] relists after a 410, so the error itself
-/// tells the controller nothing it must act on. `watch_name` names the watch in the log.
-pub fn without_errors<S, T>(
-    stream: S,
-    watch_name: &'static str,
-) -> impl Stream<Item = watcher::Result<T>> + Send + 'static
+/// backoff (kube's default: 0.8 s, doubling up to 30 s, reset only after two quiet minutes), so
+/// an error from any watch paused the events of every other. After an API server restart
+/// each of relman's watches fails a few times while the server is down and once more with
+/// 410 Gone, and the controller reacted to almost nothing for minutes. Each watch relman hands
+/// a `Controller` has its own backoff (`default_backoff`) and [`watch`] relists after a 410,
+/// so the shared pause only delays the healthy watches. This one never pauses, and never gives
+/// up (a backoff that gives up ends the controller's trigger stream).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoTriggerPause;
+
+impl Iterator for NoTriggerPause {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl Backoff for NoTriggerPause {
+    fn reset(&mut self) {}
+}
+
+/// Logs an error a kube `Controller` yields instead of a reconciled object: a watch failure as a
+/// warning (the watch retries after its own backoff, see [`NoTriggerPause`]), a failed reconcile
+/// at debug level (its error policy has reported it already).
+pub fn log_controller_error<R, Q>(controller: &str, error: &kube::runtime::controller::Error<R, Q>)
 where
-    S: Stream<Item = watcher::Result<T>> + Send + 'static,
-    T: Send + 'static,
+    R: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
 {
-    stream.filter_map(move |item| {
-        futures::future::ready(match item {
-            Ok(object) => Some(Ok(object)),
-            Err(error) => {
-                if is_gone(&error) {
-                    tracing::debug!(watch = watch_name, %error, "watch expired; relisting");
-                } else {
-                    tracing::warn!(watch = watch_name, %error, "watch failed; retrying after its backoff");
-                }
-                None
-            }
-        })
-    })
+    match error {
+        kube::runtime::controller::Error::QueueError(error) => {
+            tracing::warn!(controller, %error, "a watch failed; it retries after its own backoff");
+        }
+        error => tracing::debug!(controller, %error, "reconcile failed"),
+    }
 }
 
 /// Whether `error` says the resourceVersion the watch asked for is gone (410).
@@ -113,22 +123,13 @@ mod tests {
         assert!(!is_gone(&watcher::Error::NoResourceVersion));
     }
 
-    #[tokio::test]
-    async fn a_controller_sees_the_objects_of_a_watch_and_none_of_its_errors() {
-        let items: Vec<watcher::Result<u32>> = vec![
-            Ok(1),
-            Err(watcher::Error::WatchError(status(410))),
-            Ok(2),
-            Err(watcher::Error::WatchStartFailed(kube::Error::Api(status(
-                500,
-            )))),
-            Err(watcher::Error::NoResourceVersion),
-            Ok(3),
-        ];
-        let seen: Vec<u32> = without_errors(stream::iter(items), "test")
-            .map(|item| item.expect("errors are dropped"))
-            .collect()
-            .await;
-        assert_eq!(seen, vec![1, 2, 3]);
+    #[test]
+    fn the_trigger_backoff_never_pauses_and_never_gives_up() {
+        let mut backoff = NoTriggerPause;
+        for _ in 0..1_000 {
+            assert_eq!(backoff.next(), Some(Duration::ZERO));
+        }
+        backoff.reset();
+        assert_eq!(backoff.next(), Some(Duration::ZERO));
     }
 }

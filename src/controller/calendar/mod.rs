@@ -123,8 +123,8 @@ impl CalendarController {
                 .default_backoff(),
         )
         .applied_objects();
-        let events = crate::k8s::watch::without_errors(events, "releasecalendars");
-        let controller = Controller::for_stream(events, calendars);
+        let controller = Controller::for_stream(events, calendars)
+            .trigger_backoff(crate::k8s::watch::NoTriggerPause);
         let (releases, release_writer) = reflector::store();
         let cache = CalendarCache {
             calendars: controller.store(),
@@ -198,7 +198,7 @@ impl CalendarController {
             .for_each(|result| async move {
                 match result {
                     Ok((calendar, _)) => tracing::debug!(%calendar, "calendar reconciled"),
-                    Err(e) => tracing::debug!(error = %e, "calendar reconcile failed"),
+                    Err(e) => crate::k8s::watch::log_controller_error("calendar", &e),
                 }
             });
         tokio::select! {
