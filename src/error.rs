@@ -15,6 +15,15 @@ pub enum Error {
     /// The status write raced with a newer version of the Release; the next event retries.
     #[error("the Release changed while it was reconciled; retrying with the newer version")]
     Conflict,
+    /// A Deployment changed after relman read it, so a write decided from that read was not
+    /// made; the next reconcile reads it again.
+    #[error("Deployment {namespace}/{name} changed since it was read; reading it again")]
+    DeploymentChanged {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
     /// This replica does not hold the leader Lease (or just lost it): it must not write.
     #[error("this replica is not the leader; the leader reconciles")]
     NotLeader,
@@ -31,7 +40,7 @@ impl Error {
             Self::Kube(_) => "ApiUnreachable",
             Self::Serialize(_) => "Serialize",
             Self::MissingField(_) => "MissingField",
-            Self::Conflict => "Conflict",
+            Self::Conflict | Self::DeploymentChanged { .. } => "Conflict",
             Self::NotLeader => "NotLeader",
         }
     }

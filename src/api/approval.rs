@@ -66,6 +66,18 @@ pub struct ReleaseApprovalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub comment: Option<String>,
+
+    /// The `metadata.uid` of the Release object the decision is about (`kubectl relman
+    /// approve` sets it). A decision counts only for that object: a Release deleted and
+    /// created again under the same name does not inherit it. Without it, the decision counts
+    /// only if it was created no earlier than the Release.
+    #[serde(
+        default,
+        rename = "releaseUID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 64))]
+    pub release_uid: Option<String>,
 }
 
 /// A decision on a gate.

@@ -641,6 +641,15 @@ pub struct DeploymentStatus {
     /// The revision restored by a revert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_revision: Option<String>,
+    /// The Release (`namespace/name`) that drove the Deployment before this one (its
+    /// relman.io/driven-by annotation at capture time). A revert gives the Deployment back to
+    /// it along with its template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_good_driver: Option<String>,
+    /// Why a revert left the Deployment alone: another Release drives it now, or someone
+    /// changed it since this release rolled it out. relman never overwrites either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_alone: Option<String>,
 }
 
 /// A Job relman ran.

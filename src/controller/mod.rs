@@ -543,7 +543,7 @@ fn error_policy(release: Arc<Release>, error: &Error, ctx: Arc<Context>) -> Requ
     }
     ctx.metrics
         .reconcile_failed(ControllerKind::Release, error.category());
-    if matches!(error, Error::Conflict) {
+    if matches!(error, Error::Conflict | Error::DeploymentChanged { .. }) {
         return Requeue::requeue(Duration::from_millis(200));
     }
     let attempts = ctx
@@ -625,10 +625,31 @@ async fn act(ctx: &Context, release: &Release, action: &Action) -> Result<()> {
             namespace,
             deployment,
             template,
+            resource_version,
+            driver,
             ..
-        } => k8s::deployment::revert_to_known_good(client, namespace, deployment, template)
-            .await
-            .map(written),
+        } => {
+            let reverted = k8s::deployment::revert_to_known_good(
+                client,
+                namespace,
+                deployment,
+                template,
+                resource_version.as_deref(),
+                driver.as_deref(),
+            )
+            .await;
+            if matches!(reverted, Err(Error::DeploymentChanged { .. })) {
+                // Plan again from a copy newer than the one the revert was decided on.
+                let newer = resource_version
+                    .as_deref()
+                    .and_then(|rv| rv.parse::<u64>().ok())
+                    .map(|rv| rv.saturating_add(1).to_string());
+                ctx.memos
+                    .written
+                    .wrote(namespace, deployment, newer.as_deref());
+            }
+            reverted.map(written)
+        }
         Action::MarkKnownGood {
             namespace,
             deployment,

@@ -50,6 +50,7 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let namespace_consent = namespace_consent(client, release, &namespace).await?;
+    let abort_requested_by = abort_requester(client, release, &namespace).await?;
     let approvals = approvals(client, &caches, release, &namespace).await?;
     let gates = gates::evaluate(
         client,
@@ -73,12 +74,61 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
             approvals,
             gates,
             namespace_consent,
+            abort_requested_by,
             config: ctx.config.clone(),
             now,
             release: release.clone(),
         },
         pods_recheck: recheck.0,
     })
+}
+
+/// Who set `spec.abort`, read from the Release's managed fields (the controller's store drops
+/// them): one GET, only while an abort is set and not yet recorded as the release's failure.
+async fn abort_requester(
+    client: &Client,
+    release: &Release,
+    namespace: &str,
+) -> Result<Option<String>> {
+    let status = release.status.as_ref();
+    let recorded = status.is_some_and(|s| s.stages.iter().any(|s| s.failure.is_some()))
+        || status.and_then(|s| s.phase) == Some(ReleasePhase::RolledBack);
+    if !release.spec.abort || recorded {
+        return Ok(None);
+    }
+    let api: Api<Release> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(&release.name_any())
+        .await?
+        .and_then(|fresh| abort_manager(&fresh)))
+}
+
+/// The field manager that last set `spec.abort`, how, and when, as the API server recorded it
+/// in `metadata.managedFields`: e.g. `kubectl-patch (Update at 2026-12-05T10:00:00Z)`.
+pub fn abort_manager(release: &Release) -> Option<String> {
+    release
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|fields| fields.0.pointer("/f:spec/f:abort").is_some())
+        })
+        .max_by_key(|entry| entry.time.as_ref().map(|t| t.0))
+        .map(|entry| {
+            let manager = entry
+                .manager
+                .as_deref()
+                .unwrap_or("an unnamed field manager");
+            let operation = entry.operation.as_deref().unwrap_or("a change");
+            match &entry.time {
+                Some(time) => format!("field manager {manager} ({operation} at {})", time.0),
+                None => format!("field manager {manager} ({operation})"),
+            }
+        })
 }
 
 /// The soonest pod check due.

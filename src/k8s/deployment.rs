@@ -10,7 +10,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::{ANNOTATION_DRIVEN_BY, FIELD_MANAGER};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
 
 /// Who drives a Deployment: the Release's namespace and name.
@@ -88,22 +88,57 @@ pub async fn roll_out(
         .await?)
 }
 
-/// Restores `template` as the Deployment's pod template, as `kubectl rollout undo` does: the
-/// whole template is replaced, so the Deployment runs exactly what it ran before. Returns the
-/// Deployment as written.
+/// The JSON patch of a revert: restore `template` as the Deployment's pod template (the whole
+/// template, as `kubectl rollout undo` does, so it runs exactly what it ran before) and give
+/// the Deployment back to the Release that drove it before (`driver`; the driven-by
+/// annotation is removed when `None`). With `resource_version` the patch applies only to that
+/// version of the Deployment: the API server answers 409 Conflict for any other.
+pub fn revert_patch(
+    template: &PodTemplateSpec,
+    resource_version: Option<&str>,
+    driver: Option<&str>,
+) -> serde_json::Value {
+    let annotation = format!(
+        "/metadata/annotations/{}",
+        ANNOTATION_DRIVEN_BY.replace('~', "~0").replace('/', "~1")
+    );
+    let mut ops = Vec::new();
+    if let Some(version) = resource_version {
+        // Setting the version it was read at makes the update conditional on it.
+        ops.push(json!({ "op": "replace", "path": "/metadata/resourceVersion", "value": version }));
+    }
+    ops.push(json!({ "op": "replace", "path": "/spec/template", "value": template }));
+    ops.push(match driver {
+        Some(driver) => json!({ "op": "add", "path": annotation, "value": driver }),
+        None => json!({ "op": "remove", "path": annotation }),
+    });
+    serde_json::Value::Array(ops)
+}
+
+/// Reverts the Deployment `namespace/name` with [`revert_patch`]; returns it as written.
+/// A Deployment changed since `resource_version` is not touched:
+/// [`Error::DeploymentChanged`] asks the caller to read it again.
 pub async fn revert_to_known_good(
     client: &Client,
     namespace: &str,
     name: &str,
     template: &PodTemplateSpec,
+    resource_version: Option<&str>,
+    driver: Option<&str>,
 ) -> Result<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        { "op": "replace", "path": "/spec/template", "value": template }
-    ]))?;
-    Ok(api
+    let patch: json_patch::Patch =
+        serde_json::from_value(revert_patch(template, resource_version, driver))?;
+    match api
         .patch(name, &relman_patch(), &Patch::<()>::Json(patch))
-        .await?)
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::DeploymentChanged {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }),
+        other => Ok(other?),
+    }
 }
 
 /// Merges `annotations` into the Deployment's metadata (not its pod template: no rollout);
@@ -169,6 +204,28 @@ mod tests {
         assert_eq!(
             patch["metadata"]["annotations"][ANNOTATION_DRIVEN_BY],
             "shop/checkout-2-0-0"
+        );
+    }
+
+    #[test]
+    fn a_revert_applies_only_to_the_version_it_was_decided_on() {
+        let template = deployment().spec.template;
+        let patch = revert_patch(&template, Some("42"), Some("shop/checkout-1-0-0"));
+        assert_eq!(
+            patch[0],
+            json!({"op": "replace", "path": "/metadata/resourceVersion", "value": "42"})
+        );
+        assert_eq!(patch[1]["path"], "/spec/template");
+        assert_eq!(
+            patch[2],
+            json!({"op": "add", "path": "/metadata/annotations/relman.io~1driven-by",
+                "value": "shop/checkout-1-0-0"})
+        );
+        let unowned = revert_patch(&template, None, None);
+        assert_eq!(unowned[0]["path"], "/spec/template");
+        assert_eq!(
+            unowned[1],
+            json!({"op": "remove", "path": "/metadata/annotations/relman.io~1driven-by"})
         );
     }
 }

@@ -75,6 +75,13 @@ pub enum Action {
         revision: Option<String>,
         /// The pod template to restore.
         template: Box<PodTemplateSpec>,
+        /// The Deployment's `metadata.resourceVersion` when the revert was decided: the patch
+        /// applies only to that version, so a Deployment someone changed since is read again,
+        /// never overwritten.
+        resource_version: Option<String>,
+        /// The Release (`namespace/name`) that drove the Deployment before this release: the
+        /// `relman.io/driven-by` annotation is set back to it (removed when `None`).
+        driver: Option<String>,
     },
     /// Mark a Deployment's current revision known-good: merge-patch `annotations` onto the
     /// Deployment's metadata (not its pod template, so no rollout happens).

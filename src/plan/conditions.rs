@@ -19,6 +19,12 @@ pub const APPROVED: &str = "Approved";
 pub const WINDOW_OPEN: &str = "WindowOpen";
 /// A revert to the last known-good revision happened.
 pub const ROLLED_BACK: &str = "RolledBack";
+/// Another Release drives one of the Deployments this succeeded release changed. Set only
+/// once it holds; a superseded release stays `Ready`.
+pub const SUPERSEDED: &str = "Superseded";
+/// One of the Deployments this succeeded release still drives runs other images than the
+/// release's (changed by hand or by a GitOps sync). Set only once it holds.
+pub const DRIFTED: &str = "Drifted";
 
 /// The `<Stage>Deployed` condition type of a stage: `StagingDeployed`, `ProductionDeployed`,
 /// or the CamelCase stage name followed by `Deployed` (`canary-eu` → `CanaryEuDeployed`).

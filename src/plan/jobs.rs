@@ -15,6 +15,9 @@ pub const LABEL_RELEASE: &str = "relman.io/release";
 /// The label naming the namespace of the Release a Job belongs to (Jobs run in the stage's
 /// namespace, which may differ).
 pub const LABEL_RELEASE_NAMESPACE: &str = "relman.io/release-namespace";
+/// The label carrying the uid of the Release object a Job belongs to: a Release deleted and
+/// created again under the same name never counts the old object's Jobs.
+pub const LABEL_RELEASE_UID: &str = "relman.io/release-uid";
 /// The label naming the stage a Job belongs to.
 pub const LABEL_STAGE: &str = "relman.io/stage";
 /// The label carrying the stage attempt a Job belongs to.
@@ -70,6 +73,10 @@ pub fn job_labels(
         (
             LABEL_RELEASE_NAMESPACE.to_owned(),
             release.meta().namespace.clone().unwrap_or_default(),
+        ),
+        (
+            LABEL_RELEASE_UID.to_owned(),
+            release.meta().uid.clone().unwrap_or_default(),
         ),
         (LABEL_STAGE.to_owned(), stage.to_owned()),
         (LABEL_ATTEMPT.to_owned(), attempt.to_string()),
@@ -135,6 +142,19 @@ pub fn build_job(
         spec: Some(spec),
         status: None,
     }
+}
+
+/// Stops `job` when its check's `timeout` runs out: `spec.activeDeadlineSeconds` becomes the
+/// timeout (in whole seconds, at least 1), unless the template asks for less. A check that
+/// timed out then no longer runs beside the revert it caused.
+pub fn set_deadline(job: &mut Job, timeout: std::time::Duration) {
+    let limit = i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX);
+    let spec = job.spec.get_or_insert_with(Default::default);
+    spec.active_deadline_seconds = Some(
+        spec.active_deadline_seconds
+            .filter(|&own| own > 0)
+            .map_or(limit, |own| own.min(limit)),
+    );
 }
 
 #[cfg(test)]
@@ -212,6 +232,7 @@ mod tests {
         assert_eq!(labels[LABEL_STAGE], "staging");
         assert_eq!(labels[LABEL_JOB_KIND], "smoke");
         assert_eq!(labels[LABEL_ATTEMPT], "1");
+        assert_eq!(labels[LABEL_RELEASE_UID], "uid-1");
         // Different namespace from the Release: no owner reference.
         assert!(job.metadata.owner_references.is_none());
         let pod_labels = job
@@ -233,5 +254,23 @@ mod tests {
             (owner.kind.as_str(), owner.uid.as_str()),
             ("Release", "uid-1")
         );
+    }
+
+    #[test]
+    fn a_job_stops_when_its_check_times_out() {
+        let mut job = Job::default();
+        set_deadline(&mut job, std::time::Duration::from_secs(300));
+        assert_eq!(
+            job.spec.as_ref().unwrap().active_deadline_seconds,
+            Some(300)
+        );
+        // A shorter deadline of the template's own is kept; a longer one is cut.
+        set_deadline(&mut job, std::time::Duration::from_secs(600));
+        assert_eq!(
+            job.spec.as_ref().unwrap().active_deadline_seconds,
+            Some(300)
+        );
+        set_deadline(&mut job, std::time::Duration::from_millis(10));
+        assert_eq!(job.spec.as_ref().unwrap().active_deadline_seconds, Some(1));
     }
 }

@@ -47,7 +47,7 @@
 //! acts, so a decision is persisted before its effect; each action is idempotent, so a step
 //! that is repeated after a restart changes nothing more.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -58,7 +58,7 @@ use super::conditions::{
     WINDOW_OPEN, set_condition,
 };
 use super::duration::{DurationError, parse_duration};
-use super::jobs::{build_job, job_name};
+use super::jobs::{build_job, job_name, set_deadline};
 use super::observed::{
     ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION, JobState, NamespaceConsent,
     Observed, ObservedApproval, ObservedDeployment,
@@ -67,6 +67,8 @@ use super::rollout::{
     PodProblems, RolloutProgress, images_to_roll_out, judge_pod_problems, rollout_progress,
     runs_known_good, runs_release_images,
 };
+use super::standing::{Standing, record_standings, standing, standings_of};
+use super::time::from_k8s_time;
 use super::time::{add, to_k8s_time, until};
 use crate::api::release::{
     ApprovalRecord, DeploymentStatus, Failure, HistoryEntry, IncidentStatus, JobCheck, JobStatus,
@@ -85,6 +87,9 @@ const JOB_FAILED: &str = "Failed";
 const REASON_ABORTED: &str = "Aborted";
 /// The failure reason of a release whose sign-off was rejected.
 const REASON_REJECTED: &str = "ApprovalRejected";
+/// The history entry and Event of an abort that reverted nothing: the release no longer
+/// drives any Deployment it changed.
+const REASON_ABORT_IGNORED: &str = "AbortIgnored";
 /// The most history entries kept; the oldest go first.
 const MAX_HISTORY: usize = 100;
 /// The Stalled reason of a release whose stage would act in a namespace that has not
@@ -196,6 +201,8 @@ struct Planner<'a> {
     spec: &'a ReleaseSpec,
     release_name: String,
     release_namespace: String,
+    /// `namespace/name` of the Release: the value of the driven-by marker it sets.
+    me: String,
     generation: Option<i64>,
     now: DateTime<Utc>,
     /// The status as last written.
@@ -212,15 +219,18 @@ impl<'a> Planner<'a> {
     fn new(observed: &'a Observed) -> Self {
         let release = &observed.release;
         let old = release.status.clone().unwrap_or_default();
+        let release_name = release.metadata.name.clone().unwrap_or_default();
+        let release_namespace = release
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
         Self {
             observed,
             spec: &release.spec,
-            release_name: release.metadata.name.clone().unwrap_or_default(),
-            release_namespace: release
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned()),
+            me: format!("{release_namespace}/{release_name}"),
+            release_name,
+            release_namespace,
             generation: release.metadata.generation,
             now: observed.now,
             status: old.clone(),
@@ -264,12 +274,26 @@ impl<'a> Planner<'a> {
             return self.revert_to_known_good();
         }
         if self.spec.abort {
+            if self.old.phase == Some(ReleasePhase::Succeeded) {
+                let standings = self.standings();
+                if !standings.iter().any(|(_, s)| *s == Standing::Current) {
+                    return self.abort_ignored(&standings);
+                }
+            }
             let stage = self.current_stage();
+            let by = self
+                .observed
+                .abort_requested_by
+                .as_deref()
+                .map(|who| format!(" (set by {who})"))
+                .unwrap_or_default();
             self.fail(
                 stage,
                 failure(
                     REASON_ABORTED,
-                    "spec.abort is true: reverting every Deployment the release changed".into(),
+                    format!(
+                        "spec.abort is true{by}: reverting every Deployment the release changed and still drives"
+                    ),
                 ),
             );
             return self.revert_to_known_good();
@@ -312,6 +336,16 @@ impl<'a> Planner<'a> {
                     return refused;
                 }
             }
+        }
+        if self.stage_phase(0) == StagePhase::Pending
+            && let Some(shared) = self.shared_deployment()
+        {
+            return Outcome::new(
+                OutcomeKind::Stalled,
+                self.spec.stages.first().map(|s| s.name.as_str()),
+                "InvalidSpec",
+                shared,
+            );
         }
         if let Some(invalid) = &self.observed.gates.invalid
             && self.stage_phase(0) == StagePhase::Pending
@@ -382,7 +416,13 @@ impl<'a> Planner<'a> {
                 ),
             );
         }
-        let last = spec.stages.last().map(|s| s.name.as_str());
+        let standings = self.standings();
+        self.record_standings(&standings);
+        self.succeeded_outcome()
+    }
+
+    fn succeeded_outcome(&self) -> Outcome {
+        let last = self.spec.stages.last().map(|s| s.name.as_str());
         Outcome::new(
             OutcomeKind::Succeeded,
             last,
@@ -392,6 +432,84 @@ impl<'a> Planner<'a> {
                 self.spec.application, self.spec.version
             ),
         )
+    }
+
+    /// `spec.abort` on a succeeded release that no longer drives any Deployment it changed:
+    /// nothing is reverted (that would destroy a newer release or a person's change); the
+    /// release stays Succeeded, says why in its Superseded or Drifted condition, and warns once.
+    fn abort_ignored(&mut self, standings: &[(String, Standing)]) -> Outcome {
+        self.record_standings(standings);
+        let why: Vec<String> = standings
+            .iter()
+            .filter_map(|(target, s)| s.why_left_alone(target))
+            .collect();
+        if !self
+            .old
+            .history
+            .iter()
+            .any(|h| h.event == REASON_ABORT_IGNORED)
+        {
+            self.record(
+                EventType::Warning,
+                REASON_ABORT_IGNORED,
+                None,
+                format!(
+                    "spec.abort is set, but {} {} no longer drives any Deployment it changed, so nothing was reverted{}",
+                    self.spec.application,
+                    self.spec.version,
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", why.join("; "))
+                    }
+                ),
+            );
+        }
+        self.succeeded_outcome()
+    }
+
+    /// How each Deployment the release changed stands now (see [`standing`]), once per
+    /// Deployment, in status order. Deployments that are gone, or that already ran the
+    /// release's images before it started, are not listed.
+    fn standings(&self) -> Vec<(String, Standing)> {
+        standings_of(
+            &self.me,
+            self.spec,
+            &self.status,
+            &self.observed.deployments,
+        )
+    }
+
+    fn record_standings(&mut self, standings: &[(String, Standing)]) {
+        for transition in record_standings(&mut self.status, standings, self.generation, self.now) {
+            self.record(
+                transition.type_,
+                transition.reason,
+                None,
+                transition.message,
+            );
+        }
+    }
+
+    /// The first (namespace, Deployment) that two stages name, counting a stage without a
+    /// namespace as the Release's: a message naming both stages and the fix. The schema
+    /// refuses the cases it can see; this one needs the Release's namespace.
+    fn shared_deployment(&self) -> Option<String> {
+        let mut seen: BTreeMap<(String, &str), usize> = BTreeMap::new();
+        for (index, stage) in self.spec.stages.iter().enumerate() {
+            let namespace = self.stage_namespace(stage);
+            for deployment in &stage.deployments {
+                let key = (namespace.clone(), deployment.0.as_str());
+                if let Some(&first) = seen.get(&key) {
+                    return Some(format!(
+                        "spec.stages[{index}].deployments: Deployment {namespace}/{} is also in stage {} (spec.stages[{first}]); a Deployment belongs to one stage, since a revert of one stage would undo the other. Give each stage its own Deployment, e.g. in a staging namespace",
+                        deployment.0, self.spec.stages[first].name
+                    ));
+                }
+                seen.insert(key, index);
+            }
+        }
+        None
     }
 
     /// Runs the checks of a started stage from where it is, until one waits or fails.
@@ -586,12 +704,22 @@ impl<'a> Planner<'a> {
     fn counted_approvals(&self) -> Vec<&'a ObservedApproval> {
         let observed: &'a Observed = self.observed;
         let spec: &'a ReleaseSpec = self.spec;
+        let meta = &observed.release.metadata;
+        let created = meta.creation_timestamp.as_ref().map(from_k8s_time);
+        // A sign-off belongs to one Release object: the one whose uid it names, or, when it
+        // names none, one created no later than the sign-off. A Release deleted and created
+        // again under the same name starts without sign-offs.
+        let of_this_object = |a: &ObservedApproval| match &a.release_uid {
+            Some(uid) => meta.uid.as_ref() == Some(uid),
+            None => created.is_none_or(|created| a.created.is_some_and(|at| at >= created)),
+        };
         let mut counted: Vec<&'a ObservedApproval> = observed
             .approvals
             .iter()
             .filter(|a| {
                 a.release == self.release_name
                     && a.version == spec.version
+                    && of_this_object(a)
                     && (spec.stages.iter().any(|s| s.name == a.gate)
                         || spec.requirements.iter().any(|r| r.name == a.gate))
             })
@@ -641,19 +769,21 @@ impl<'a> Planner<'a> {
         };
         let Some(job) = self.observed.job(&namespace, &name) else {
             set_result(self, JOB_RUNNING, None);
+            let mut job = build_job(
+                &self.observed.release,
+                &stage.name,
+                &namespace,
+                kind,
+                attempt,
+                &check.template.get(),
+            );
+            set_deadline(&mut job, timeout);
             self.action = Action::CreateJob {
                 kind,
                 stage: stage.name.clone(),
                 namespace: namespace.clone(),
                 name: name.clone(),
-                job: Box::new(build_job(
-                    &self.observed.release,
-                    &stage.name,
-                    &namespace,
-                    kind,
-                    attempt,
-                    &check.template.get(),
-                )),
+                job: Box::new(job),
             };
             return Check::Waiting(Outcome::progressing(
                 &stage.name,
@@ -664,6 +794,33 @@ impl<'a> Planner<'a> {
                 ),
             ));
         };
+        if job.release_uid.as_deref() != self.observed.release.metadata.uid.as_deref() {
+            // A Job of another Release object of the same name (one deleted and created
+            // again): never counted, never reused. The stage goes on under the next attempt's
+            // Job names.
+            let next = attempt.saturating_add(1);
+            self.status.stages[index].attempt = Some(next);
+            *self.job_status(index, kind) = None;
+            self.requeue_now = true;
+            self.record(
+                EventType::Warning,
+                "JobOfAnotherRelease",
+                Some(&stage.name),
+                format!(
+                    "stage {}: Job {namespace}/{name} belongs to another Release object of this name (uid {}); it is not counted, and the stage goes on with attempt {next}",
+                    stage.name,
+                    job.release_uid.as_deref().unwrap_or("none")
+                ),
+            );
+            return Check::Waiting(Outcome::progressing(
+                &stage.name,
+                progressing_reason(kind),
+                format!(
+                    "stage {}: Job {namespace}/{name} belongs to another Release object; starting attempt {next}",
+                    stage.name
+                ),
+            ));
+        }
         match &job.state {
             JobState::Succeeded => {
                 set_result(self, JOB_SUCCEEDED, None);
@@ -856,13 +1013,33 @@ impl<'a> Planner<'a> {
                 Ok(observed) => observed,
                 Err(blocked) => return Some(blocked),
             };
-            captured.push(DeploymentStatus {
-                name: name.to_owned(),
-                namespace: namespace.to_owned(),
-                known_good_revision: observed.revision.clone(),
-                known_good_template: Some(Compact::new(&observed.template)),
-                rolled_out_revision: None,
-                restored_revision: None,
+            // Known-good is per Deployment and per release: a Deployment another stage of
+            // this release captured keeps the state it had before the release touched it.
+            let earlier = self
+                .status
+                .stages
+                .iter()
+                .flat_map(|s| &s.deployments)
+                .find(|d| {
+                    d.namespace == namespace && d.name == name && d.known_good_template.is_some()
+                });
+            captured.push(match earlier {
+                Some(earlier) => DeploymentStatus {
+                    rolled_out_revision: None,
+                    restored_revision: None,
+                    left_alone: None,
+                    ..earlier.clone()
+                },
+                None => DeploymentStatus {
+                    name: name.to_owned(),
+                    namespace: namespace.to_owned(),
+                    known_good_revision: observed.revision.clone(),
+                    known_good_template: Some(Compact::new(&observed.template)),
+                    rolled_out_revision: None,
+                    restored_revision: None,
+                    known_good_driver: observed.driven_by.clone().filter(|d| *d != self.me),
+                    left_alone: None,
+                },
             });
         }
         let status = &mut self.status.stages[index];
@@ -1070,8 +1247,10 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Restores every captured Deployment to its known-good template, most recent stage
-    /// first, then waits for the reverts to complete.
+    /// Restores every captured Deployment the release still drives to its known-good
+    /// template, most recent stage first, then waits for the reverts to complete. A
+    /// Deployment another Release drives now, or one changed since this release rolled it
+    /// out, is left alone (see [`standing`]) and named in the outcome.
     fn revert_to_known_good(&mut self) -> Outcome {
         let Some((failed_index, cause)) = self
             .failed_stage()
@@ -1090,7 +1269,9 @@ impl<'a> Planner<'a> {
                     .iter()
                     .any(|d| d.known_good_template.is_some())
         };
-        // Most recent stage first; within a stage, the last Deployment rolled out first.
+        // Most recent stage first; within a stage, the last Deployment rolled out first. A
+        // Deployment is reverted once, even when several stages captured it.
+        let mut seen = BTreeSet::new();
         let targets: Vec<(usize, usize)> = (0..self.status.stages.len())
             .rev()
             .filter(|&s| reverts_stage(&self.status.stages[s]))
@@ -1100,6 +1281,10 @@ impl<'a> Planner<'a> {
                     .rev()
                     .filter(move |&d| deployments[d].known_good_template.is_some())
                     .map(move |d| (s, d))
+            })
+            .filter(|&(s, d)| {
+                let status = &self.status.stages[s].deployments[d];
+                seen.insert((status.namespace.clone(), status.name.clone()))
             })
             .collect();
         for stage in &mut self.status.stages {
@@ -1119,32 +1304,42 @@ impl<'a> Planner<'a> {
             let Some(observed) = self.observed.deployment(&status.namespace, &status.name) else {
                 continue; // Deleted: nothing left to revert.
             };
-            if !runs_known_good(&observed.template, &known_good) {
-                if !self.observed.may_act_in(&status.namespace) {
-                    refused.push((s, d));
-                    continue;
-                }
-                let message = format!(
-                    "{}; reverting {}/{} to revision {}",
-                    cause.message,
-                    status.namespace,
-                    status.name,
-                    status.known_good_revision.as_deref().unwrap_or("(unknown)")
-                );
-                self.action = Action::Revert {
-                    stage: self.status.stages[s].name.clone(),
-                    namespace: status.namespace.clone(),
-                    deployment: status.name.clone(),
-                    revision: status.known_good_revision.clone(),
-                    template: Box::new(known_good),
-                };
-                return Outcome::new(
-                    OutcomeKind::RollingBack,
-                    Some(&failed_stage),
-                    &cause.reason,
-                    message,
-                );
+            if runs_known_good(&observed.template, &known_good) {
+                continue;
             }
+            let target = format!("{}/{}", status.namespace, status.name);
+            let left_alone =
+                standing(&self.me, &self.spec.images, observed).why_left_alone(&target);
+            self.status.stages[s].deployments[d]
+                .left_alone
+                .clone_from(&left_alone);
+            if left_alone.is_some() {
+                continue;
+            }
+            if !self.observed.may_act_in(&status.namespace) {
+                refused.push((s, d));
+                continue;
+            }
+            let message = format!(
+                "{}; reverting {target} to revision {}",
+                cause.message,
+                status.known_good_revision.as_deref().unwrap_or("(unknown)")
+            );
+            self.action = Action::Revert {
+                stage: self.status.stages[s].name.clone(),
+                namespace: status.namespace.clone(),
+                deployment: status.name.clone(),
+                revision: status.known_good_revision.clone(),
+                template: Box::new(known_good),
+                resource_version: observed.resource_version.clone(),
+                driver: status.known_good_driver.clone(),
+            };
+            return Outcome::new(
+                OutcomeKind::RollingBack,
+                Some(&failed_stage),
+                &cause.reason,
+                message,
+            );
         }
 
         // Then wait until each revert has rolled out.
@@ -1157,6 +1352,9 @@ impl<'a> Planner<'a> {
             let Some(observed) = self.observed.deployment(&status.namespace, &status.name) else {
                 continue;
             };
+            if status.left_alone.is_some() {
+                continue;
+            }
             let target = format!("{}/{}", status.namespace, status.name);
             match rollout_progress(observed) {
                 RolloutProgress::Complete => {
@@ -1262,11 +1460,55 @@ impl<'a> Planner<'a> {
             ),
         };
         let restored = self.restored_revisions(0);
-        let message = if restored.is_empty() {
+        let mut message = if restored.is_empty() {
             format!("{}; no Deployment needed a revert", cause.message)
         } else {
             format!("{}; restored {restored}", cause.message)
         };
+        let mut seen = BTreeSet::new();
+        for left_alone in self
+            .status
+            .stages
+            .iter()
+            .flat_map(|s| &s.deployments)
+            .filter_map(|d| d.left_alone.as_ref())
+        {
+            if seen.insert(left_alone) {
+                message.push_str("; ");
+                message.push_str(left_alone);
+            }
+        }
+        // A verified stage keeps the release, except for a Deployment a reverted stage shares.
+        let reverted: BTreeSet<(&str, &str)> = self
+            .status
+            .stages
+            .iter()
+            .filter(|s| s.phase != Some(StagePhase::Verified))
+            .flat_map(|s| &s.deployments)
+            .map(|d| (d.namespace.as_str(), d.name.as_str()))
+            .collect();
+        for stage in self
+            .status
+            .stages
+            .iter()
+            .filter(|s| s.phase == Some(StagePhase::Verified))
+        {
+            let kept: Vec<String> = stage
+                .deployments
+                .iter()
+                .filter(|d| !reverted.contains(&(d.namespace.as_str(), d.name.as_str())))
+                .map(|d| format!("{}/{}", d.namespace, d.name))
+                .collect();
+            if !kept.is_empty() {
+                message.push_str(&format!(
+                    "; {} keep{} version {} (stage {} verified it)",
+                    kept.join(", "),
+                    if kept.len() == 1 { "s" } else { "" },
+                    self.spec.version,
+                    stage.name
+                ));
+            }
+        }
         Outcome::new(OutcomeKind::RolledBack, stage, &cause.reason, message)
     }
 

@@ -4,8 +4,9 @@
 //! - [`observed`]: the input, [`Observed`], gathered by the observe step.
 //! - [`lifecycle`]: [`plan`], the whole lifecycle of a release in one file.
 //! - [`action`]: the output, [`Plan`] and its one [`Action`].
-//! - [`conditions`], [`rollout`], [`jobs`]: the rules the lifecycle applies (condition
-//!   bookkeeping, `kubectl rollout status` semantics, Job names and templates).
+//! - [`conditions`], [`rollout`], [`jobs`], [`standing`]: the rules the lifecycle applies
+//!   (condition bookkeeping, `kubectl rollout status` semantics, Job names and templates,
+//!   whether a Deployment still runs the release that changed it).
 //!
 //! # The contract with the controller
 //!
@@ -33,6 +34,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod observed;
 pub mod rollout;
+pub mod standing;
 pub(crate) mod time;
 
 #[cfg(test)]

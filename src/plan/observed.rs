@@ -11,10 +11,11 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
 
+use super::jobs::LABEL_RELEASE_UID;
 use super::time::from_k8s_time;
 use crate::api::release::RequirementStatus;
 use crate::api::{Decision, Release, ReleaseApproval};
-use crate::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
+use crate::k8s::{ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_DRIVEN_BY};
 
 /// The annotation the Deployment controller keeps the current revision in.
 pub const ANNOTATION_REVISION: &str = "deployment.kubernetes.io/revision";
@@ -45,6 +46,9 @@ pub struct Observed {
     /// namespace only when it is listed here as [`NamespaceConsent::Accepted`]; a namespace
     /// missing from the map has not consented. The Release's own namespace needs no entry.
     pub namespace_consent: BTreeMap<String, NamespaceConsent>,
+    /// Who set `spec.abort`, as the API server recorded it (the field manager and the time of
+    /// the change in `metadata.managedFields`); read only while an abort is not yet recorded.
+    pub abort_requested_by: Option<String>,
     /// Tunables.
     pub config: PlanConfig,
     /// The time of this reconcile.
@@ -186,6 +190,12 @@ pub struct ObservedDeployment {
     /// Another Release (`namespace/name`) that drives this Deployment and has not finished:
     /// a stage that needs the Deployment waits for it.
     pub driven_by_other: Option<String>,
+    /// The Release (`namespace/name`) the `relman.io/driven-by` annotation names: the last
+    /// one that rolled out to this Deployment. A release reverts only Deployments it drives.
+    pub driven_by: Option<String>,
+    /// `metadata.resourceVersion`: a revert carries it as a precondition, so a Deployment
+    /// changed by someone else since it was read is read again, not overwritten.
+    pub resource_version: Option<String>,
 }
 
 impl ObservedDeployment {
@@ -221,6 +231,8 @@ impl ObservedDeployment {
             known_good_release: annotation(ANNOTATION_KNOWN_GOOD_RELEASE),
             pod_problems,
             driven_by_other: None,
+            driven_by: annotation(ANNOTATION_DRIVEN_BY),
+            resource_version: meta.resource_version.clone(),
         }
     }
 }
@@ -236,6 +248,10 @@ pub struct ObservedJob {
     pub state: JobState,
     /// Problems of its pods.
     pub pod_problems: Vec<PodProblem>,
+    /// The uid of the Release object that created it (the `relman.io/release-uid` label). A
+    /// Job of another object of the same name (a Release deleted and created again) is never
+    /// counted.
+    pub release_uid: Option<String>,
 }
 
 impl ObservedJob {
@@ -277,6 +293,11 @@ impl ObservedJob {
             name: meta.name.clone().unwrap_or_default(),
             state,
             pod_problems,
+            release_uid: meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_RELEASE_UID))
+                .cloned(),
         }
     }
 }
@@ -445,6 +466,8 @@ pub struct ObservedApproval {
     pub comment: Option<String>,
     /// When it was created.
     pub created: Option<DateTime<Utc>>,
+    /// The uid of the Release object it names (`spec.releaseUID`), if it names one.
+    pub release_uid: Option<String>,
 }
 
 impl ObservedApproval {
@@ -463,6 +486,7 @@ impl ObservedApproval {
                 .creation_timestamp
                 .as_ref()
                 .map(from_k8s_time),
+            release_uid: approval.spec.release_uid.clone(),
         }
     }
 }

@@ -158,6 +158,8 @@ pub fn settled_deployment(namespace: &str, name: &str) -> ObservedDeployment {
         known_good_release: None,
         pod_problems: vec![],
         driven_by_other: None,
+        driven_by: None,
+        resource_version: Some("100".into()),
     }
 }
 
@@ -236,6 +238,7 @@ impl World {
             approvals: self.approvals.clone(),
             gates: self.gates.clone(),
             namespace_consent: self.namespace_consent.clone(),
+            abort_requested_by: None,
             config: self.config.clone(),
             now: self.now,
         }
@@ -270,6 +273,7 @@ impl World {
                         name: name.clone(),
                         state: JobState::Running { since: self.now },
                         pod_problems: vec![],
+                        release_uid: self.release.metadata.uid.clone(),
                     });
                 }
             }
@@ -294,6 +298,7 @@ impl World {
                         changed = true;
                     }
                 }
+                d.driven_by = Some(format!("{NAMESPACE}/{RELEASE}"));
                 if changed {
                     start_rollout(d);
                 }
@@ -302,9 +307,16 @@ impl World {
                 namespace,
                 deployment,
                 template,
+                resource_version,
+                driver,
                 ..
             } => {
                 let d = self.deployment_mut(namespace, deployment);
+                assert_eq!(
+                    d.resource_version, *resource_version,
+                    "a revert is planned from the version it applies to"
+                );
+                d.driven_by.clone_from(driver);
                 if d.template != **template {
                     d.template = (**template).clone();
                     start_rollout(d);
@@ -316,8 +328,9 @@ impl World {
                 annotations,
                 ..
             } => {
-                self.deployment_mut(namespace, deployment)
-                    .known_good_release = annotations.get(ANNOTATION_KNOWN_GOOD_RELEASE).cloned();
+                let d = self.deployment_mut(namespace, deployment);
+                d.known_good_release = annotations.get(ANNOTATION_KNOWN_GOOD_RELEASE).cloned();
+                bump_resource_version(d);
             }
         }
         self.performed.push(action.clone());
@@ -411,6 +424,7 @@ impl World {
             approver: approver.into(),
             comment: None,
             created: Some(self.now),
+            release_uid: None,
         });
     }
 
@@ -457,6 +471,7 @@ impl World {
 
 fn start_rollout(d: &mut ObservedDeployment) {
     d.generation += 1;
+    bump_resource_version(d);
     d.updated_replicas = 0;
     d.conditions.clear();
     d.pod_problems.clear();
@@ -478,5 +493,17 @@ fn settle(d: &mut ObservedDeployment) {
         d.available_replicas = d.desired_replicas;
         d.conditions.clear();
         d.pod_problems.clear();
+        bump_resource_version(d);
     }
+}
+
+/// Every write of a Deployment, its own or its controller's, gives it a new resourceVersion.
+pub fn bump_resource_version(d: &mut ObservedDeployment) {
+    let version: u64 = d
+        .resource_version
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    d.resource_version = Some((version + 1).to_string());
 }

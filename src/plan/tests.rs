@@ -6,8 +6,9 @@ use super::action::{Action, EventType, JobKind, Plan};
 use super::conditions::find_condition;
 use super::observed::{GateState, NamespaceConsent, PodProblemReason};
 use super::sim::*;
-use crate::api::Decision;
+use crate::api::release::DeploymentName;
 use crate::api::release::{ReleasePhase, StagePhase};
+use crate::api::{Decision, ReleaseSpec};
 
 fn condition(world: &World, type_: &str) -> (String, String, String) {
     let c = find_condition(&world.status().conditions, type_)
@@ -1250,7 +1251,13 @@ fn consent_given_later_lets_the_release_proceed() {
 
 #[test]
 fn a_stage_in_the_release_namespace_needs_no_consent() {
+    // One Deployment per stage: a Deployment belongs to one stage.
+    let one_each = |spec: &mut ReleaseSpec| {
+        spec.stages[0].deployments = vec![DeploymentName(API.into())];
+        spec.stages[1].deployments = vec![DeploymentName(WORKER.into())];
+    };
     let mut spec = two_stage_spec();
+    one_each(&mut spec);
     for stage in &mut spec.stages {
         stage.namespace = None;
     }
@@ -1263,6 +1270,7 @@ fn a_stage_in_the_release_namespace_needs_no_consent() {
 
     // Naming the release's own namespace explicitly is the same.
     let mut spec = two_stage_spec();
+    one_each(&mut spec);
     spec.stages[0].namespace = Some(NAMESPACE.into());
     spec.stages[1].namespace = Some(NAMESPACE.into());
     let mut world = World::new(spec);

@@ -198,6 +198,7 @@ pub fn approval(
             decision,
             approver: user.to_owned(),
             comment,
+            release_uid: release.metadata.uid.clone(),
         },
     )
 }
@@ -275,6 +276,14 @@ mod tests {
         );
         assert_eq!(approval.spec.version, "2.0.0");
         assert_eq!(approval.spec.approver, "system:admin");
+        assert_eq!(
+            approval.spec.release_uid, None,
+            "a Release without a uid names none"
+        );
+        let mut live = release(json!([]));
+        live.metadata.uid = Some("uid-live".into());
+        let bound = super::approval(&live, "production", Decision::Approved, "alice", None);
+        assert_eq!(bound.spec.release_uid.as_deref(), Some("uid-live"));
     }
 
     #[test]
