@@ -82,6 +82,11 @@ where
         });
     }
 
+    /// Whether the store has listed everything.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
     /// The objects matching `filter`, or `None` while the store has not listed everything.
     pub fn filter(&self, filter: impl Fn(&K) -> bool) -> Option<Vec<Arc<K>>> {
         self.ready

@@ -38,6 +38,7 @@ pub use gate_watch::GateWatches;
 pub use gates::{KnownReleases, built_in_requirements};
 pub use observe::observe;
 
+use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval, ReleaseCalendar, ReleaseStatus};
 use crate::error::{Error, Result};
 use crate::k8s::{self, deployment::Driver, status::StatusWrite};
@@ -45,6 +46,7 @@ use crate::leader::Leadership;
 use crate::metrics::{ControllerKind, Metrics, WriteKind};
 use crate::notify::{Notifier, RetryPolicy};
 use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
+use crate::plan::observed::ANNOTATION_KNOWN_GOOD_RELEASE;
 use crate::plan::{self, Action, EventType, Plan, PlanConfig};
 use crate::readiness::ReadyFlag;
 
@@ -345,7 +347,7 @@ pub async fn run(
         .reconcile_on(shared)
         .watches_stream(job_events, |job| release_from_labels(&job))
         .watches_stream(deployment_events, |deployment| {
-            release_from_annotation(&deployment)
+            releases_of_deployment(&deployment)
         })
         .watches_stream(approval_events, |approval| {
             approval
@@ -466,13 +468,31 @@ fn release_from_labels(job: &Job) -> Option<ObjectRef<Release>> {
     Some(ObjectRef::new(labels.get(LABEL_RELEASE)?).within(namespace))
 }
 
-/// The Release named by a driven Deployment's annotation (`namespace/name`).
-fn release_from_annotation(deployment: &Deployment) -> Option<ObjectRef<Release>> {
-    let (namespace, name) = deployment
-        .annotations()
-        .get(k8s::ANNOTATION_DRIVEN_BY)?
-        .split_once('/')?;
-    Some(ObjectRef::new(name).within(namespace))
+/// The Releases a change of a driven Deployment concerns: the one that drives it (its
+/// `relman.io/driven-by` annotation) and the one whose revision it last marked known-good
+/// (`relman.io/known-good-release`, `namespace/name@version`). When a newer Release rolls out
+/// to the Deployment, the second is the release it supersedes, which then says so.
+fn releases_of_deployment(deployment: &Deployment) -> Vec<ObjectRef<Release>> {
+    let annotations = deployment.annotations();
+    let driver = annotations
+        .get(k8s::ANNOTATION_DRIVEN_BY)
+        .map(String::as_str);
+    let known_good = annotations
+        .get(ANNOTATION_KNOWN_GOOD_RELEASE)
+        .and_then(|value| value.split_once('@'))
+        .map(|(release, _)| release);
+    let mut out: Vec<ObjectRef<Release>> = Vec::new();
+    for (namespace, name) in [driver, known_good]
+        .into_iter()
+        .flatten()
+        .filter_map(|value| value.split_once('/'))
+    {
+        let reference = ObjectRef::new(name).within(namespace);
+        if !out.contains(&reference) {
+            out.push(reference);
+        }
+    }
+    out
 }
 
 /// One reconcile of one Release.
@@ -487,7 +507,11 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
     let started = std::time::Instant::now();
     if release.is_finished() && observed_generation(&release) == release.metadata.generation {
         // Succeeded or RolledBack, and nothing asked of it since (an abort or a root cause
-        // changes the spec): there is nothing to read and nothing to do.
+        // changes the spec): a rolled-back release has nothing to read and nothing to do; a
+        // succeeded one only says whether its Deployments still run it.
+        if release.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::Succeeded) {
+            return refresh_standing(&ctx, &release).await;
+        }
         return Ok(Requeue::await_change());
     }
     let now = chrono::Utc::now();
@@ -528,6 +552,51 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
         None => Requeue::await_change(),
     })
 }
+
+/// Updates a succeeded release's `Superseded` and `Drifted` conditions from the Deployment
+/// cache alone: no API read, and no write while nothing changed. Until the cache has listed
+/// every Deployment it looks again a little later.
+async fn refresh_standing(ctx: &Context, release: &Release) -> Result<Requeue> {
+    let caches = ctx.caches();
+    let Some(cache) = caches.deployments.as_ref() else {
+        return Ok(Requeue::await_change());
+    };
+    if !cache.is_ready() {
+        return Ok(Requeue::requeue(STANDING_CACHE_WAIT));
+    }
+    let mut deployments: Vec<plan::ObservedDeployment> = Vec::new();
+    for stage in release.status.iter().flat_map(|s| &s.stages) {
+        for captured in &stage.deployments {
+            if deployments
+                .iter()
+                .any(|d| d.namespace == captured.namespace && d.name == captured.name)
+            {
+                continue;
+            }
+            if let Some(found) = cache.get(&captured.namespace, &captured.name) {
+                deployments.push(plan::ObservedDeployment::from_deployment(
+                    &found,
+                    Vec::new(),
+                ));
+            }
+        }
+    }
+    let plan = plan::plan_standing(release, deployments, chrono::Utc::now());
+    if release.status.as_ref() == Some(&plan.status) {
+        return Ok(Requeue::await_change());
+    }
+    ctx.ensure_leader()?;
+    write_status(&ctx.client, release, &plan.status).await?;
+    publish_events(ctx, release, &plan).await;
+    if ctx.ensure_leader().is_ok() {
+        ctx.notifier.dispatch(release, &plan.events);
+    }
+    Ok(Requeue::await_change())
+}
+
+/// How long a succeeded release waits to check its Deployments while the Deployment cache of
+/// a starting controller has not listed them yet.
+const STANDING_CACHE_WAIT: Duration = Duration::from_secs(10);
 
 /// The generation the stored status was planned from.
 fn observed_generation(release: &Release) -> Option<i64> {

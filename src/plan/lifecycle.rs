@@ -104,6 +104,37 @@ pub fn plan(observed: &Observed) -> Plan {
     Planner::new(observed).run()
 }
 
+/// The plan for a succeeded release whose spec has not changed since it was planned, after one
+/// of its Deployments changed: only its `Superseded` and `Drifted` conditions can change (with
+/// a history entry and an Event for each transition). No action, and the same status when
+/// nothing changed, so a finished release costs no writes.
+pub fn plan_standing(
+    release: &crate::api::Release,
+    deployments: Vec<ObservedDeployment>,
+    now: DateTime<Utc>,
+) -> Plan {
+    let observed = Observed {
+        release: release.clone(),
+        deployments,
+        jobs: Vec::new(),
+        approvals: Vec::new(),
+        gates: super::observed::Gates::default(),
+        namespace_consent: BTreeMap::new(),
+        abort_requested_by: None,
+        config: super::observed::PlanConfig::default(),
+        now,
+    };
+    let mut planner = Planner::new(&observed);
+    let standings = planner.standings();
+    planner.record_standings(&standings);
+    Plan {
+        action: Action::None,
+        status: planner.status,
+        requeue_after: None,
+        events: planner.events,
+    }
+}
+
 /// A field of the spec the planner cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {source}")]

@@ -42,6 +42,25 @@ enum Op {
     Requirements { met: bool },
     /// spec.abort is set.
     Abort,
+    /// Someone runs `kubectl set image` on a Deployment.
+    HandEdit { pick: usize },
+    /// A newer Release rolls out to a Deployment of a succeeded release.
+    TakenOver { pick: usize },
+}
+
+/// The Release of the simulated world, as its driven-by marker names it.
+const ME: &str = "apps/checkout";
+/// A newer Release.
+const NEWER: &str = "apps/checkout-9-0-0";
+/// The image a hand edit sets.
+const HAND_IMAGE: &str = "reg/hand:1";
+
+/// Whether someone other than the release changed `deployment` last: relman must leave it.
+fn touched_by_others(deployment: &super::observed::ObservedDeployment) -> bool {
+    deployment.driven_by.as_deref() == Some(NEWER)
+        || template_images(&deployment.template)
+            .values()
+            .any(|image| image == HAND_IMAGE)
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -65,6 +84,8 @@ fn op() -> impl Strategy<Value = Op> {
         10 => any::<bool>().prop_map(|open| Op::Window { open }),
         10 => prop::bool::weighted(0.8).prop_map(|met| Op::Requirements { met }),
         1 => Just(Op::Abort),
+        2 => any::<usize>().prop_map(|pick| Op::HandEdit { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::TakenOver { pick }),
     ]
 }
 
@@ -149,7 +170,9 @@ fn all_at_known_good(world: &World, status: &ReleaseStatus) -> bool {
                 .deployments
                 .iter()
                 .find(|o| o.namespace == d.namespace && o.name == d.name)
-                .is_none_or(|o| runs_known_good(&o.template, &template.get()))
+                .is_none_or(|o| {
+                    touched_by_others(o) || runs_known_good(&o.template, &template.get())
+                })
         })
 }
 
@@ -225,9 +248,23 @@ fn checked_reconcile(world: &mut World, act: bool) -> Result<Plan, TestCaseError
             namespace,
             deployment,
             template,
+            resource_version,
             ..
         } => {
             prop_assert!(failed(new), "revert without a failure");
+            let target = world.deployment(namespace, deployment);
+            prop_assert_eq!(
+                target.driven_by.as_deref(),
+                Some(ME),
+                "a revert of {}/{}, which the release does not drive",
+                namespace,
+                deployment
+            );
+            prop_assert!(
+                runs_release_images(&target.template, &world.release.spec.images),
+                "a revert of {namespace}/{deployment}, which no longer runs the release"
+            );
+            prop_assert_eq!(resource_version, &target.resource_version);
             prop_assert_eq!(
                 captured_template(&old, stage, namespace, deployment)
                     .or(captured_template(new, stage, namespace, deployment))
@@ -253,6 +290,33 @@ fn checked_reconcile(world: &mut World, act: bool) -> Result<Plan, TestCaseError
     }
     if new.phase == Some(ReleasePhase::RolledBack) {
         prop_assert!(all_at_known_good(world, new), "RolledBack but not reverted");
+        // Never RolledBack while a Deployment the release drives in a reverted stage still
+        // runs the images the release brought.
+        for d in new
+            .stages
+            .iter()
+            .filter(|s| s.phase != Some(StagePhase::Verified))
+            .flat_map(|s| &s.deployments)
+        {
+            let Some(known_good) = d.known_good_template.as_ref().map(Compact::get) else {
+                continue;
+            };
+            let Some(o) = world
+                .deployments
+                .iter()
+                .find(|o| o.namespace == d.namespace && o.name == d.name)
+            else {
+                continue;
+            };
+            prop_assert!(
+                !(o.driven_by.as_deref() == Some(ME)
+                    && runs_release_images(&o.template, &world.release.spec.images)
+                    && !runs_release_images(&known_good, &world.release.spec.images)),
+                "RolledBack while {}/{} still runs the release",
+                d.namespace,
+                d.name
+            );
+        }
     }
 
     world.write_status(&plan);
@@ -354,6 +418,40 @@ fn apply(world: &mut World, op: &Op) -> Result<(), TestCaseError> {
             };
         }
         Op::Abort => world.set_abort(),
+        Op::HandEdit { pick } => {
+            let count = world.deployments.len();
+            let d = &mut world.deployments[pick % count];
+            if let Some(first) = d
+                .template
+                .spec
+                .iter_mut()
+                .flat_map(|s| s.containers.iter_mut())
+                .next()
+            {
+                first.image = Some(HAND_IMAGE.into());
+            }
+            d.generation += 1;
+            bump_resource_version(d);
+        }
+        Op::TakenOver { pick } => {
+            // One driver at a time: only a finished release's Deployments are taken over.
+            if world.release.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::Succeeded)
+            {
+                let count = world.deployments.len();
+                let d = &mut world.deployments[pick % count];
+                for container in d
+                    .template
+                    .spec
+                    .iter_mut()
+                    .flat_map(|s| s.containers.iter_mut())
+                {
+                    container.image = Some(format!("reg/{}:9.0.0", container.name));
+                }
+                d.driven_by = Some(NEWER.into());
+                d.generation += 1;
+                bump_resource_version(d);
+            }
+        }
     }
     Ok(())
 }
@@ -409,7 +507,7 @@ proptest! {
         // Never half-way between two versions: every Deployment runs the release's images
         // (after success) or its original ones (after a rollback).
         let status = world.status().clone();
-        for deployment in &world.deployments {
+        for deployment in world.deployments.iter().filter(|d| !touched_by_others(d)) {
             match status.phase {
                 Some(ReleasePhase::Succeeded) => prop_assert!(
                     runs_release_images(&deployment.template, &world.release.spec.images),

@@ -176,6 +176,8 @@ pub struct World {
     pub namespace_consent: BTreeMap<String, NamespaceConsent>,
     pub config: PlanConfig,
     pub now: DateTime<Utc>,
+    /// Who set `spec.abort`, as the observe step reads it.
+    pub abort_requested_by: Option<String>,
     /// Every action performed, in order.
     pub performed: Vec<Action>,
 }
@@ -222,6 +224,7 @@ impl World {
             namespace_consent,
             config: PlanConfig::default(),
             now: at(START),
+            abort_requested_by: None,
             performed: vec![],
         }
     }
@@ -238,7 +241,7 @@ impl World {
             approvals: self.approvals.clone(),
             gates: self.gates.clone(),
             namespace_consent: self.namespace_consent.clone(),
-            abort_requested_by: None,
+            abort_requested_by: self.abort_requested_by.clone(),
             config: self.config.clone(),
             now: self.now,
         }

@@ -10,6 +10,8 @@ use crate::api::release::DeploymentName;
 use crate::api::release::{ReleasePhase, StagePhase};
 use crate::api::{Decision, ReleaseSpec};
 
+mod reverts;
+
 fn condition(world: &World, type_: &str) -> (String, String, String) {
     let c = find_condition(&world.status().conditions, type_)
         .unwrap_or_else(|| panic!("no {type_} condition"));

@@ -1,0 +1,388 @@
+//! Reverts that never lie and never destroy: known-good once per Deployment, superseded and
+//! drifted Deployments left alone, abort of a finished release, Jobs and sign-offs of one
+//! Release object.
+
+use super::*;
+use crate::plan::conditions::{DRIFTED, ROLLED_BACK, SUPERSEDED};
+use crate::plan::observed::JobState;
+use crate::plan::plan_standing;
+
+/// The Release the simulated world runs, as its driven-by marker names it.
+const ME: &str = "apps/checkout";
+/// A newer Release of the same application.
+const NEWER: &str = "apps/checkout-3-0-0";
+
+/// Another Release rolls out to `namespace/name` and finishes, as its rollout would.
+fn taken_over(world: &mut World, namespace: &str, name: &str) {
+    let d = world.deployment_mut(namespace, name);
+    for container in d
+        .template
+        .spec
+        .iter_mut()
+        .flat_map(|s| s.containers.iter_mut())
+    {
+        container.image = Some(format!("{}-3.0.0", container.name));
+    }
+    d.driven_by = Some(NEWER.into());
+    d.generation += 1;
+    bump_resource_version(d);
+    world.settle();
+}
+
+/// Someone runs `kubectl set image` on `namespace/name`.
+fn hand_edit(world: &mut World, namespace: &str, name: &str, image: &str) {
+    let d = world.deployment_mut(namespace, name);
+    if let Some(first) = d
+        .template
+        .spec
+        .iter_mut()
+        .flat_map(|s| s.containers.iter_mut())
+        .next()
+    {
+        first.image = Some(image.into());
+    }
+    d.generation += 1;
+    bump_resource_version(d);
+    world.settle();
+}
+
+fn reverted(world: &World) -> Vec<(String, String)> {
+    world
+        .performed
+        .iter()
+        .filter_map(|a| match a {
+            Action::Revert {
+                namespace,
+                deployment,
+                ..
+            } => Some((namespace.clone(), deployment.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn history_count(world: &World, event: &str) -> usize {
+    world
+        .status()
+        .history
+        .iter()
+        .filter(|h| h.event == event)
+        .count()
+}
+
+#[test]
+fn a_deployment_two_stages_name_stalls_before_anything_changes() {
+    // The schema refuses two stages that spell the same namespace; this one defaults it.
+    let mut spec = two_stage_spec();
+    spec.stages[0].namespace = None;
+    spec.stages[1].namespace = Some(NAMESPACE.into());
+    let mut world = World::new(spec);
+    let plan = world.reconcile();
+    assert_eq!(plan.action, Action::None);
+    assert!(world.performed.is_empty());
+    assert_condition(&world, "Stalled", "True", "InvalidSpec");
+    let (_, _, message) = condition(&world, "Stalled");
+    assert!(
+        message.contains("spec.stages[1].deployments")
+            && message.contains("apps/checkout-api")
+            && message.contains("stage staging"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_deployment_an_earlier_stage_captured_keeps_that_known_good() {
+    // Staging drives the API, production the worker; mid-release production also names the
+    // API (the spec is not frozen yet). Production must not take the release's template for
+    // the API's known-good, and its failure must put the API back on 1.0.0.
+    let mut spec = two_stage_spec();
+    spec.stages[0].deployments = vec![DeploymentName(API.into())];
+    spec.stages[1].namespace = Some(STAGING_NS.into());
+    spec.stages[1].deployments = vec![DeploymentName(WORKER.into())];
+    spec.stages[1].backup = None;
+    let mut world = World::new(spec);
+    world.run_until_waiting();
+    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
+    world.run_until_waiting();
+    assert_eq!(images_of(&world, STAGING_NS, API), vec![NEW_API_IMAGE]);
+
+    world.release.spec.stages[1].deployments =
+        vec![DeploymentName(API.into()), DeploymentName(WORKER.into())];
+    world.bump_generation();
+    world.approve_production();
+    world.run_until_waiting();
+    let production = &world.status().stages[1];
+    let api = production
+        .deployments
+        .iter()
+        .find(|d| d.name == API)
+        .expect("production captured the API");
+    assert_eq!(
+        super::super::observed::template_images(&api.known_good_template.as_ref().unwrap().get())
+            .into_values()
+            .collect::<Vec<_>>(),
+        vec![OLD_API_IMAGE],
+        "the known-good of a Deployment is what it ran before the release"
+    );
+
+    world.finish_job(STAGING_NS, "production", JobKind::SmokeTest, false);
+    world.run_until_waiting();
+    assert_eq!(phase(&world), ReleasePhase::RolledBack);
+    assert_eq!(images_of(&world, STAGING_NS, API), vec![OLD_API_IMAGE]);
+    let (_, _, message) = condition(&world, ROLLED_BACK);
+    assert!(
+        !message.contains("keep"),
+        "no Deployment keeps the release: {message}"
+    );
+}
+
+#[test]
+fn a_production_failure_says_which_deployments_keep_the_release() {
+    let mut world = production_smoke_failed();
+    world.run_until_waiting();
+    assert_eq!(phase(&world), ReleasePhase::RolledBack);
+    let (_, _, message) = condition(&world, ROLLED_BACK);
+    assert!(
+        message.contains(
+            "stg/checkout-api, stg/checkout-worker keep version 2.0.0 (stage staging verified it)"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn abort_of_a_superseded_release_changes_nothing_and_says_why() {
+    let mut world = succeeded();
+    for namespace in [STAGING_NS, PRODUCTION_NS] {
+        for name in [API, WORKER] {
+            taken_over(&mut world, namespace, name);
+        }
+    }
+    world.set_abort();
+    let plan = world.reconcile();
+    assert_eq!(plan.action, Action::None);
+    assert!(reverted(&world).is_empty());
+    assert_eq!(phase(&world), ReleasePhase::Succeeded);
+    assert_condition(&world, "Ready", "True", "Succeeded");
+    assert_condition(&world, SUPERSEDED, "True", "Superseded");
+    let (_, _, message) = condition(&world, SUPERSEDED);
+    assert!(message.contains(NEWER), "{message}");
+    assert!(
+        world.status().incident.is_none(),
+        "no incident: nothing was reverted"
+    );
+    let warning = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "AbortIgnored")
+        .expect("a Warning Event says why the abort did nothing");
+    assert_eq!(warning.type_, EventType::Warning);
+    assert!(warning.message.contains(NEWER), "{}", warning.message);
+
+    // Said once.
+    let again = world.reconcile();
+    assert!(again.events.is_empty(), "{:?}", again.events);
+    assert_eq!(history_count(&world, "AbortIgnored"), 1);
+    assert_eq!(images_of(&world, PRODUCTION_NS, API), vec!["api-3.0.0"]);
+}
+
+#[test]
+fn abort_reverts_only_what_the_release_still_drives() {
+    let mut world = succeeded();
+    taken_over(&mut world, PRODUCTION_NS, API);
+    world.set_abort();
+    world.run_until_waiting();
+    assert_eq!(phase(&world), ReleasePhase::RolledBack);
+    let reverted = reverted(&world);
+    assert!(!reverted.contains(&(PRODUCTION_NS.into(), API.into())));
+    assert_eq!(reverted.len(), 3, "{reverted:?}");
+    assert_eq!(images_of(&world, PRODUCTION_NS, API), vec!["api-3.0.0"]);
+    assert_eq!(images_of(&world, STAGING_NS, API), vec![OLD_API_IMAGE]);
+    let (_, _, message) = condition(&world, ROLLED_BACK);
+    assert!(
+        message.contains(
+            "prod/checkout-api was left alone: Release apps/checkout-3-0-0 drives it now"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn abort_of_the_current_release_after_success_restores_known_good_and_records_who_asked() {
+    let mut world = succeeded();
+    world.abort_requested_by =
+        Some("field manager kubectl-patch (Update at 2026-12-05T03:00:00Z)".into());
+    world.set_abort();
+    world.run_until_waiting();
+    assert_eq!(phase(&world), ReleasePhase::RolledBack);
+    for namespace in [STAGING_NS, PRODUCTION_NS] {
+        assert_eq!(images_of(&world, namespace, API), vec![OLD_API_IMAGE]);
+    }
+    let incident = world
+        .status()
+        .incident
+        .clone()
+        .expect("production was reverted");
+    assert!(incident.restored_at.is_some());
+    assert!(
+        incident
+            .message
+            .contains("set by field manager kubectl-patch"),
+        "{}",
+        incident.message
+    );
+}
+
+#[test]
+fn a_hand_edit_after_success_is_drift_and_is_never_reverted() {
+    let mut world = succeeded();
+    hand_edit(&mut world, PRODUCTION_NS, API, "reg/api:hotfix");
+    let plan = plan_standing(&world.release, world.deployments.clone(), world.now);
+    world.write_status(&plan);
+    assert_condition(&world, DRIFTED, "True", "Drifted");
+    let (_, _, message) = condition(&world, DRIFTED);
+    assert!(
+        message.contains("prod/checkout-api (container api runs reg/api:hotfix)"),
+        "{message}"
+    );
+    assert_eq!(plan.events[0].type_, EventType::Warning);
+    assert_condition(&world, "Ready", "True", "Succeeded");
+    // Nothing changes, nothing is written.
+    let again = plan_standing(&world.release, world.deployments.clone(), world.now);
+    assert_eq!(Some(&again.status), world.release.status.as_ref());
+    assert!(again.events.is_empty());
+
+    world.set_abort();
+    world.run_until_waiting();
+    assert!(!reverted(&world).contains(&(PRODUCTION_NS.into(), API.into())));
+    assert_eq!(
+        images_of(&world, PRODUCTION_NS, API),
+        vec!["reg/api:hotfix"]
+    );
+}
+
+#[test]
+fn a_superseded_release_says_so_and_clears_it_when_it_drives_again() {
+    let mut world = succeeded();
+    let previous = world.deployment(PRODUCTION_NS, API).clone();
+    taken_over(&mut world, PRODUCTION_NS, API);
+    let plan = plan_standing(&world.release, world.deployments.clone(), world.now);
+    world.write_status(&plan);
+    assert_condition(&world, SUPERSEDED, "True", "Superseded");
+    assert_eq!(plan.events[0].type_, EventType::Normal);
+    assert!(find_condition(&world.status().conditions, DRIFTED).is_none());
+
+    // The newer release is rolled back: the Deployment runs this release again, and is its.
+    let d = world.deployment_mut(PRODUCTION_NS, API);
+    d.template = previous.template;
+    d.driven_by = Some(ME.into());
+    let plan = plan_standing(&world.release, world.deployments.clone(), world.now);
+    world.write_status(&plan);
+    assert_condition(&world, SUPERSEDED, "False", "Current");
+}
+
+#[test]
+fn a_revert_gives_the_deployment_back_to_the_release_that_drove_it_before() {
+    let mut world = World::two_stages();
+    for d in &mut world.deployments {
+        d.driven_by = Some("apps/checkout-1-0-0".into());
+    }
+    world.run_until_waiting();
+    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, false);
+    let plan = world.plan();
+    let Action::Revert {
+        driver,
+        resource_version,
+        namespace,
+        deployment,
+        ..
+    } = &plan.action
+    else {
+        panic!("expected a revert, got {:?}", plan.action);
+    };
+    assert_eq!(driver.as_deref(), Some("apps/checkout-1-0-0"));
+    assert_eq!(
+        resource_version,
+        &world.deployment(namespace, deployment).resource_version,
+        "a revert applies only to the version it was decided on"
+    );
+    world.run_until_waiting();
+    assert_eq!(phase(&world), ReleasePhase::RolledBack);
+    for name in [API, WORKER] {
+        assert_eq!(
+            world.deployment(STAGING_NS, name).driven_by.as_deref(),
+            Some("apps/checkout-1-0-0")
+        );
+    }
+}
+
+#[test]
+fn a_job_of_another_release_object_is_never_counted() {
+    let mut world = World::two_stages();
+    world.run_until_waiting();
+    let name = world.job_name("staging", JobKind::SmokeTest);
+    // The Job carries another object's uid: a Release of this name deleted and created again.
+    let job = world
+        .jobs
+        .iter_mut()
+        .find(|j| j.name == name)
+        .expect("the smoke test Job");
+    job.release_uid = Some("uid-of-a-deleted-release".into());
+    job.state = JobState::Succeeded;
+    let plan = world.reconcile();
+    assert_eq!(plan.events[0].reason, "JobOfAnotherRelease");
+    assert_eq!(world.status().stages[0].attempt, Some(2));
+    let next = world.reconcile();
+    match &next.action {
+        Action::CreateJob { name: created, .. } => {
+            assert_eq!(created, "checkout-staging-smoke-2");
+        }
+        other => panic!("expected a new smoke test Job, got {other:?}"),
+    }
+    assert_eq!(stage_phase(&world, 0), StagePhase::Verifying);
+}
+
+#[test]
+fn a_job_stops_running_when_its_check_times_out() {
+    let mut world = World::two_stages();
+    world.reconcile();
+    world.reconcile();
+    world.settle();
+    world.run_until_waiting();
+    let created = world
+        .performed
+        .iter()
+        .find_map(|a| match a {
+            Action::CreateJob { job, .. } => Some(job.clone()),
+            _ => None,
+        })
+        .expect("a smoke test Job");
+    assert_eq!(
+        created.spec.unwrap().active_deadline_seconds,
+        Some(600),
+        "the stage's 10m smoke test timeout"
+    );
+}
+
+#[test]
+fn sign_offs_belong_to_one_release_object() {
+    let mut world = staging_verified();
+    let created = world.now;
+    world.release.metadata.creation_timestamp = Some(crate::plan::time::to_k8s_time(created));
+    world.advance(60);
+    // Another object's sign-off, and one older than this object, do not count.
+    world.decide("production", "alice", VERSION, Decision::Approved);
+    world.approvals.last_mut().unwrap().release_uid = Some("uid-of-a-deleted-release".into());
+    world.decide("production", "bob", VERSION, Decision::Approved);
+    world.approvals.last_mut().unwrap().created = Some(created - chrono::Duration::seconds(5));
+    world.run_until_waiting();
+    assert_eq!(phase(&world), ReleasePhase::AwaitingApproval);
+    assert!(world.status().approvals.is_empty());
+
+    // This object's uid counts, and so does a sign-off without a uid made after it.
+    world.decide("production", "carol", VERSION, Decision::Approved);
+    world.approvals.last_mut().unwrap().release_uid = world.release.metadata.uid.clone();
+    world.run_until_waiting();
+    assert_ne!(phase(&world), ReleasePhase::AwaitingApproval);
+    assert_eq!(world.status().approvals.len(), 1);
+}
