@@ -92,12 +92,27 @@ pub async fn evaluate(
     } else {
         GateState::closed(reason, format!("missing: {}", missing.join("; ")), recheck)
     };
+    let (invalid, forbidden) =
+        match invalid_jobs(client, release, namespace, consent, dry_runs).await? {
+            Some(JobsRefused::Invalid(message)) => (Some(message), None),
+            Some(JobsRefused::Forbidden(message)) => (None, Some(message)),
+            None => (None, None),
+        };
     Ok(Gates {
         requirements,
         requirement_details: details,
         window: window(client, release, now).await?,
-        invalid: invalid_jobs(client, release, namespace, consent, dry_runs).await?,
+        invalid,
+        forbidden,
     })
+}
+
+/// Why the API server refuses a stage's Jobs in the dry run.
+enum JobsRefused {
+    /// The spec is wrong: a bad template or a missing namespace.
+    Invalid(String),
+    /// relman's own identity may not create Jobs there.
+    Forbidden(String),
 }
 
 /// Whether a stage of `release` has started, according to its stored status. The
@@ -121,7 +136,7 @@ async fn invalid_jobs(
     namespace: &str,
     consent: &BTreeMap<String, NamespaceConsent>,
     dry_runs: &DryRuns,
-) -> Result<Option<String>> {
+) -> Result<Option<JobsRefused>> {
     if has_started(release) {
         return Ok(None);
     }
@@ -160,16 +175,22 @@ async fn invalid_jobs(
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {
-                    return Ok(Some(format!(
+                    return Ok(Some(JobsRefused::Invalid(format!(
                         "spec.stages[{index}].namespace: namespace {ns} of stage {} does not exist",
                         stage.name
-                    )));
+                    ))));
                 }
                 Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
-                    return Ok(Some(format!(
+                    return Ok(Some(JobsRefused::Invalid(format!(
                         "spec.stages[{index}].{field}.template: the API server rejects the Job: {}",
                         e.message
-                    )));
+                    ))));
+                }
+                Err(kube::Error::Api(e)) if e.code == 403 => {
+                    return Ok(Some(JobsRefused::Forbidden(format!(
+                        "spec.stages[{index}].{field}: relman may not create the stage's Job in namespace {ns}, so nothing is changed: {}. Grant relman's ServiceAccount create on jobs (batch) there (docs/install.md)",
+                        e.message
+                    ))));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -261,6 +261,36 @@ impl WrittenVersions {
     }
 }
 
+/// The API server's last refusal (403) of an action relman took for a Release, by the
+/// Release's uid, until an action for it succeeds.
+#[derive(Debug, Default)]
+pub struct Denials(Mutex<std::collections::HashMap<String, String>>);
+
+impl Denials {
+    /// Remembers `message` for `release`; whether it is new (the release has not been
+    /// stalled with it yet).
+    pub fn denied(&self, release: &str, message: &str) -> bool {
+        self.0.lock().is_ok_and(|mut denials| {
+            denials
+                .insert(release.to_owned(), message.to_owned())
+                .as_deref()
+                != Some(message)
+        })
+    }
+
+    /// The refusal remembered for `release`.
+    pub fn get(&self, release: &str) -> Option<String> {
+        self.0.lock().ok().and_then(|d| d.get(release).cloned())
+    }
+
+    /// An action for `release` went through: nothing is refused any more.
+    pub fn allowed(&self, release: &str) {
+        if let Ok(mut denials) = self.0.lock() {
+            denials.remove(release);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

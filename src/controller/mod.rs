@@ -102,6 +102,7 @@ struct Memos {
     pods: memo::PodChecks,
     written: memo::WrittenVersions,
     dry_runs: memo::DryRuns,
+    denials: memo::Denials,
 }
 
 impl Context {
@@ -526,7 +527,33 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
     write_status(&ctx.client, &release, &plan.status).await?;
     ctx.record_status_written(&release, &plan.status, now);
     ctx.ensure_leader()?;
-    act(&ctx, &release, &plan.action).await?;
+    let uid = release.uid().unwrap_or_default();
+    match act(&ctx, &release, &plan.action).await {
+        Ok(()) => {
+            if plan.action != Action::None {
+                ctx.memos.denials.allowed(&uid);
+            }
+        }
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 403 => {
+            // Not a retry loop: the next plan stalls the release with the refusal (a status
+            // write and a Warning Event), then tries again at the planner's slow pace.
+            let new = ctx.memos.denials.denied(&uid, &status.message);
+            tracing::warn!(
+                release = %ObjectRef::from_obj(release.as_ref()),
+                action = action_name(&plan.action),
+                message = %status.message,
+                "the API server denied relman's request"
+            );
+            publish_events(&ctx, &release, &plan).await;
+            return Ok(Requeue::requeue(if new {
+                Duration::ZERO
+            } else {
+                plan.requeue_after
+                    .unwrap_or(plan::lifecycle::FORBIDDEN_RECHECK)
+            }));
+        }
+        Err(other) => return Err(other),
+    }
     ctx.record_action(&plan.action);
     publish_events(&ctx, &release, &plan).await;
     // After the status write: each transition notifies once (see `crate::notify`).

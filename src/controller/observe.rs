@@ -75,6 +75,7 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
             gates,
             namespace_consent,
             abort_requested_by,
+            denied: ctx.memos.denials.get(&release.uid().unwrap_or_default()),
             config: ctx.config.clone(),
             now,
             release: release.clone(),

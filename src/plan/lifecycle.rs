@@ -87,6 +87,11 @@ const JOB_FAILED: &str = "Failed";
 const REASON_ABORTED: &str = "Aborted";
 /// The failure reason of a release whose sign-off was rejected.
 const REASON_REJECTED: &str = "ApprovalRejected";
+/// The Stalled reason of a release whose step the API server refuses to relman (403).
+pub const REASON_FORBIDDEN: &str = "Forbidden";
+/// How often a release stalled for [`REASON_FORBIDDEN`] tries again: a permission granted
+/// later lets it go on without anyone touching the Release.
+pub const FORBIDDEN_RECHECK: Duration = Duration::from_secs(60);
 /// The history entry and Event of an abort that reverted nothing: the release no longer
 /// drives any Deployment it changed.
 const REASON_ABORT_IGNORED: &str = "AbortIgnored";
@@ -121,6 +126,7 @@ pub fn plan_standing(
         gates: super::observed::Gates::default(),
         namespace_consent: BTreeMap::new(),
         abort_requested_by: None,
+        denied: None,
         config: super::observed::PlanConfig::default(),
         now,
     };
@@ -278,6 +284,7 @@ impl<'a> Planner<'a> {
         self.record_counted_approvals();
         let outcome = self.decide();
         let outcome = self.refuse_actions_without_consent(outcome);
+        let outcome = self.stall_while_denied(outcome);
         self.close_incident_once_root_cause_is_recorded();
         self.write_summary(&outcome);
         Plan {
@@ -376,6 +383,17 @@ impl<'a> Planner<'a> {
                 self.spec.stages.first().map(|s| s.name.as_str()),
                 "InvalidSpec",
                 shared,
+            );
+        }
+        if let Some(forbidden) = &self.observed.gates.forbidden
+            && self.stage_phase(0) == StagePhase::Pending
+        {
+            self.requeue_at(add(self.now, FORBIDDEN_RECHECK));
+            return Outcome::new(
+                OutcomeKind::Stalled,
+                self.spec.stages.first().map(|s| s.name.as_str()),
+                REASON_FORBIDDEN,
+                forbidden.clone(),
             );
         }
         if let Some(invalid) = &self.observed.gates.invalid
@@ -2022,6 +2040,30 @@ impl<'a> Planner<'a> {
         let message = self.consent_message(&field, &stage, &namespace);
         self.requeue_consent();
         Outcome::stalled(&stage, REASON_NAMESPACE_NOT_PERMITTED, message)
+    }
+
+    /// While the API server refuses relman's last action for this release (403), the release
+    /// is Stalled with the refusal, which names the verb and the resource; the action is still
+    /// planned, and tried again after [`FORBIDDEN_RECHECK`], so granting the permission is
+    /// enough for the release to go on.
+    fn stall_while_denied(&mut self, outcome: Outcome) -> Outcome {
+        let Some(denied) = &self.observed.denied else {
+            return outcome;
+        };
+        if self.action == Action::None {
+            return outcome;
+        }
+        self.requeue_at(add(self.now, FORBIDDEN_RECHECK));
+        let stage = outcome.stage.clone();
+        Outcome::new(
+            OutcomeKind::Stalled,
+            stage.as_deref(),
+            REASON_FORBIDDEN,
+            format!(
+                "the API server denied relman's request: {denied}. Grant relman's ServiceAccount this permission (docs/install.md); relman tries again every {}",
+                human(FORBIDDEN_RECHECK)
+            ),
+        )
     }
 
     fn deployment_status(

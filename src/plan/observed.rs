@@ -49,6 +49,10 @@ pub struct Observed {
     /// Who set `spec.abort`, as the API server recorded it (the field manager and the time of
     /// the change in `metadata.managedFields`); read only while an abort is not yet recorded.
     pub abort_requested_by: Option<String>,
+    /// The API server's refusal (403) of the action relman last took for this release, while
+    /// it lasts: the release is Stalled (`Forbidden`) with it, and the action is tried again
+    /// after [`FORBIDDEN_RECHECK`](super::lifecycle::FORBIDDEN_RECHECK).
+    pub denied: Option<String>,
     /// Tunables.
     pub config: PlanConfig,
     /// The time of this reconcile.
@@ -506,6 +510,10 @@ pub struct Gates {
     /// (e.g. the API server rejects a Job template in a dry run). The release stalls with this
     /// message until the spec is fixed; nothing is changed.
     pub invalid: Option<String>,
+    /// Why relman's own identity may not create a stage's Jobs, found by the same dry run (the
+    /// API server's 403 names the verb and the resource). The release stalls before anything
+    /// changes and looks again after [`FORBIDDEN_RECHECK`](super::lifecycle::FORBIDDEN_RECHECK).
+    pub forbidden: Option<String>,
 }
 
 /// Whether a gate is open, and why.

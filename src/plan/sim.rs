@@ -178,6 +178,8 @@ pub struct World {
     pub now: DateTime<Utc>,
     /// Who set `spec.abort`, as the observe step reads it.
     pub abort_requested_by: Option<String>,
+    /// The API server's refusal of the last action, as the controller remembers it.
+    pub denied: Option<String>,
     /// Every action performed, in order.
     pub performed: Vec<Action>,
 }
@@ -220,11 +222,13 @@ impl World {
                 requirement_details: vec![],
                 window: Some(GateState::open("WindowOpen", "window open until 18:00 UTC")),
                 invalid: None,
+                forbidden: None,
             },
             namespace_consent,
             config: PlanConfig::default(),
             now: at(START),
             abort_requested_by: None,
+            denied: None,
             performed: vec![],
         }
     }
@@ -242,6 +246,7 @@ impl World {
             gates: self.gates.clone(),
             namespace_consent: self.namespace_consent.clone(),
             abort_requested_by: self.abort_requested_by.clone(),
+            denied: self.denied.clone(),
             config: self.config.clone(),
             now: self.now,
         }

@@ -386,3 +386,53 @@ fn sign_offs_belong_to_one_release_object() {
     assert_ne!(phase(&world), ReleasePhase::AwaitingApproval);
     assert_eq!(world.status().approvals.len(), 1);
 }
+
+#[test]
+fn a_job_relman_may_not_create_stalls_before_anything_changes() {
+    let mut world = World::two_stages();
+    world.gates.forbidden = Some(
+        "spec.stages[0].smokeTest: relman may not create the stage's Job in namespace stg".into(),
+    );
+    let plan = world.reconcile();
+    assert_eq!(plan.action, Action::None);
+    assert_condition(&world, "Stalled", "True", "Forbidden");
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(60)));
+    let warning = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "Forbidden")
+        .unwrap();
+    assert_eq!(warning.type_, EventType::Warning);
+
+    world.gates.forbidden = None;
+    world.reconcile();
+    assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
+}
+
+#[test]
+fn a_step_the_api_server_denies_stalls_and_is_tried_again_slowly() {
+    let mut world = World::two_stages();
+    world.reconcile();
+    world.denied = Some(
+        r#"deployments.apps "checkout-api" is forbidden: User "system:serviceaccount:relman-system:relman" cannot patch resource "deployments" in API group "apps" in the namespace "stg""#.into(),
+    );
+    let plan = world.plan();
+    assert!(
+        matches!(plan.action, Action::RollOut { .. }),
+        "the step is still planned, to be tried again"
+    );
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(60)));
+    world.write_status(&plan);
+    assert_condition(&world, "Stalled", "True", "Forbidden");
+    let (_, _, message) = condition(&world, "Stalled");
+    assert!(
+        message.contains("cannot patch resource \"deployments\""),
+        "{message}"
+    );
+
+    // Granted: the step goes through and the release moves on.
+    world.denied = None;
+    let plan = world.reconcile();
+    assert_roll_out(&plan, STAGING_NS, API);
+    assert_condition(&world, "Stalled", "False", "RollingOut");
+}
