@@ -43,12 +43,14 @@ fn good_release() -> Value {
         "stages": [
             {
                 "name": "staging",
+                "namespace": "checkout-staging",
                 "deployments": ["checkout-api"],
                 "rolloutTimeout": "5m",
                 "smokeTest": {"timeout": "10m", "template": smoke_template()}
             },
             {
                 "name": "production",
+                "namespace": "checkout-prod",
                 "deployments": ["checkout-api"],
                 "approval": {"required": true, "approvers": 1},
                 "window": true,
@@ -144,6 +146,9 @@ fn invalid_cases() -> Vec<Case> {
         Case { what: "no stages", resource: rel, spec: with(r(), "/stages", json!([])), field: "spec.stages", hint: "at least 1" },
         Case { what: "duplicate stage names", resource: rel, spec: with(r(), "/stages/1/name", json!("staging")), field: "spec.stages", hint: "names must be unique" },
         Case { what: "production before staging", resource: rel, spec: stages_swapped, field: "spec.stages", hint: "'production' stage must come after the 'staging' stage" },
+        Case { what: "one Deployment in two stages, both in the Release's namespace", resource: rel, spec: with(with(r(), "/stages/0/namespace", Value::Null), "/stages/1/namespace", Value::Null), field: "spec.stages", hint: "stages 'staging' and 'production' both name the Deployment checkout-api in the Release's namespace; a Deployment belongs to one stage" },
+        Case { what: "one Deployment in two stages, both in one named namespace", resource: rel, spec: with(with(r(), "/stages/0/namespace", json!("checkout")), "/stages/1/namespace", json!("checkout")), field: "spec.stages", hint: "both name the Deployment checkout-api in namespace checkout; a Deployment belongs to one stage" },
+        Case { what: "one Deployment among others in two stages", resource: rel, spec: with(with(with(r(), "/stages/0/namespace", Value::Null), "/stages/1/namespace", Value::Null), "/stages/0/deployments", json!(["checkout-worker", "checkout-api"])), field: "spec.stages", hint: "give staging its own Deployment" },
         Case { what: "empty stage name", resource: rel, spec: with(r(), "/stages/0/name", json!("")), field: "spec.stages[0].name", hint: "at least 1" },
         Case { what: "stage without deployments", resource: rel, spec: with(r(), "/stages/0/deployments", json!([])), field: "spec.stages[0].deployments", hint: "at least 1" },
         Case { what: "smoke-test timeout is not a duration", resource: rel, spec: with(r(), "/stages/0/smokeTest/timeout", json!("10 minutes")), field: "spec.stages[0].smokeTest.timeout", hint: "duration such as" },
@@ -194,6 +199,30 @@ async fn valid_manifests_are_accepted() -> anyhow::Result<()> {
         good_release(),
     )
     .await?;
+    // good_release names checkout-api in two stages that deploy to two namespaces. A stage without
+    // a namespace next to one that names a namespace passes admission too (CEL cannot see the
+    // Release's namespace; the controller checks that pair), and so do two stages in the
+    // Release's namespace with a Deployment each.
+    let in_release_namespace = |doc: Value| {
+        let doc = with(doc, "/stages/0/namespace", Value::Null);
+        with(doc, "/stages/1/namespace", Value::Null)
+    };
+    for (name, spec) in [
+        (
+            "staging-elsewhere",
+            with(good_release(), "/stages/0/namespace", Value::Null),
+        ),
+        (
+            "two-deployments-here",
+            with(
+                in_release_namespace(good_release()),
+                "/stages/0/deployments",
+                json!(["checkout-api-staging"]),
+            ),
+        ),
+    ] {
+        create(&client, &release_resource(), ns.name(), name, spec).await?;
+    }
     create(
         &client,
         &approval_resource(),

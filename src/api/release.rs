@@ -135,7 +135,8 @@ pub struct ReleaseSpec {
     #[schemars(length(min = 1, max = 10))]
     #[x_kube(
         validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("spec.stages names must be unique"),
-        validation = Rule::new("!self.exists(s, s.name == 'staging') || !self.exists(s, s.name == 'production') || self.filter(s, s.name == 'staging' || s.name == 'production')[0].name == 'staging'").message("spec.stages: the 'production' stage must come after the 'staging' stage")
+        validation = Rule::new("!self.exists(s, s.name == 'staging') || !self.exists(s, s.name == 'production') || self.filter(s, s.name == 'staging' || s.name == 'production')[0].name == 'staging'").message("spec.stages: the 'production' stage must come after the 'staging' stage"),
+        validation = Rule::new(format!("!self.exists(s, self.exists(t, {SHARE_A_DEPLOYMENT}))")).message(Message::Expression(shared_deployment_message()))
     )]
     pub stages: Vec<Stage>,
 
@@ -153,6 +154,32 @@ pub struct ReleaseSpec {
     /// Recording a root cause closes the incident.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentRecord>,
+}
+
+/// CEL, true when the stages `s` and `t` are two stages that name a common Deployment in the same
+/// namespace. A stage without `namespace` deploys to the Release's namespace, which CEL cannot
+/// see: two stages without one match each other, and a stage without one never matches a stage
+/// that names a namespace (the controller stalls the release when that namespace is the
+/// Release's own). `s.name != t.name` tells the stages apart: another rule keeps names unique.
+/// `namespace` is a CEL reserved word, so the API server calls the field `__namespace__`; read
+/// that way, its maxLength bounds the rule's estimated cost.
+const SHARE_A_DEPLOYMENT: &str = "s.name != t.name \
+    && (has(s.__namespace__) ? s.__namespace__ : '') == (has(t.__namespace__) ? t.__namespace__ : '') \
+    && s.deployments.exists(d, d in t.deployments)";
+
+/// The message of the rule that refuses two stages sharing a Deployment: it names the first such
+/// stage, the other stage and the Deployment. It maps the stages rather than filtering them: the
+/// API server's cost estimate loses the field sizes of a filtered list of objects.
+fn shared_deployment_message() -> String {
+    format!(
+        "self.map(s, (self.map(t, ({SHARE_A_DEPLOYMENT}) \
+            ? \"spec.stages: stages '\" + s.name + \"' and '\" + t.name + \"' both name the Deployment \" \
+                + s.deployments.filter(d, d in t.deployments)[0] \
+                + (has(s.__namespace__) ? \" in namespace \" + s.__namespace__ : \" in the Release's namespace\") \
+                + \"; a Deployment belongs to one stage (a revert of one would undo the other): \
+                give staging its own Deployment, e.g. in a staging namespace\" \
+            : '').filter(m, m != '') + [''])[0]).filter(m, m != '')[0]"
+    )
 }
 
 impl Release {
@@ -335,6 +362,16 @@ pub struct Stage {
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(DURATION).message("must be a duration such as 90s, 10m or 1h30m"))]
     pub rollout_timeout: Option<String>,
+
+    /// Bake time: how long the stage stays under watch after its smoke test passed, as a
+    /// duration such as 15m, before it is verified. If a Deployment of the stage loses an
+    /// available replica (a pod that crash-loops or fails its readiness probe) or a condition
+    /// requirement of the release stops holding meanwhile, the stage fails and is reverted.
+    /// No bake time when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(DURATION).message("must be a duration such as 90s, 10m or 1h30m"))]
+    pub bake: Option<String>,
 }
 
 /// The name of a Deployment.
@@ -581,6 +618,9 @@ pub struct StageStatus {
     /// was captured. The stage's rolloutTimeout counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_started_at: Option<Time>,
+    /// When the stage's bake time began: its smoke test had passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_started_at: Option<Time>,
     /// When the stage was verified, failed or rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,

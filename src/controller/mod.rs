@@ -470,20 +470,25 @@ fn release_from_labels(job: &Job) -> Option<ObjectRef<Release>> {
 }
 
 /// The Releases a change of a driven Deployment concerns: the one that drives it (its
-/// `relman.io/driven-by` annotation) and the one whose revision it last marked known-good
-/// (`relman.io/known-good-release`, `namespace/name@version`). When a newer Release rolls out
-/// to the Deployment, the second is the release it supersedes, which then says so.
+/// `relman.io/driven-by` annotation), the one whose revision it last marked known-good
+/// (`relman.io/known-good-release`, `namespace/name@version`) and the one that last reverted it
+/// (`relman.io/reverted-by`). When a newer Release rolls out to the Deployment, the second is
+/// the release it supersedes, which then says so; a revert hands the Deployment back to its
+/// previous driver, and the third still hears of the revert's rollout.
 fn releases_of_deployment(deployment: &Deployment) -> Vec<ObjectRef<Release>> {
     let annotations = deployment.annotations();
     let driver = annotations
         .get(k8s::ANNOTATION_DRIVEN_BY)
+        .map(String::as_str);
+    let reverter = annotations
+        .get(k8s::ANNOTATION_REVERTED_BY)
         .map(String::as_str);
     let known_good = annotations
         .get(ANNOTATION_KNOWN_GOOD_RELEASE)
         .and_then(|value| value.split_once('@'))
         .map(|(release, _)| release);
     let mut out: Vec<ObjectRef<Release>> = Vec::new();
-    for (namespace, name) in [driver, known_good]
+    for (namespace, name) in [driver, known_good, reverter]
         .into_iter()
         .flatten()
         .filter_map(|value| value.split_once('/'))
@@ -704,6 +709,7 @@ async fn act(ctx: &Context, release: &Release, action: &Action) -> Result<()> {
         namespace: &namespace,
         name: &name,
     };
+    let reverter = &driver;
     match action {
         Action::None => Ok(()),
         Action::CreateJob { namespace, job, .. } => {
@@ -721,7 +727,7 @@ async fn act(ctx: &Context, release: &Release, action: &Action) -> Result<()> {
             namespace,
             deployment,
             template,
-            resource_version,
+            generation,
             driver,
             ..
         } => {
@@ -730,19 +736,14 @@ async fn act(ctx: &Context, release: &Release, action: &Action) -> Result<()> {
                 namespace,
                 deployment,
                 template,
-                resource_version.as_deref(),
+                *generation,
                 driver.as_deref(),
+                &format!("{}/{}", reverter.namespace, reverter.name),
             )
             .await;
             if matches!(reverted, Err(Error::DeploymentChanged { .. })) {
-                // Plan again from a copy newer than the one the revert was decided on.
-                let newer = resource_version
-                    .as_deref()
-                    .and_then(|rv| rv.parse::<u64>().ok())
-                    .map(|rv| rv.saturating_add(1).to_string());
-                ctx.memos
-                    .written
-                    .wrote(namespace, deployment, newer.as_deref());
+                // Plan again from the API's copy, not from a cache that may lag the change.
+                ctx.memos.written.wrote(namespace, deployment, None);
             }
             reverted.map(written)
         }

@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{ANNOTATION_DRIVEN_BY, FIELD_MANAGER};
+use super::{ANNOTATION_DRIVEN_BY, ANNOTATION_REVERTED_BY, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
 
@@ -91,53 +91,66 @@ pub async fn roll_out(
 /// The JSON patch of a revert: restore `template` as the Deployment's pod template (the whole
 /// template, as `kubectl rollout undo` does, so it runs exactly what it ran before) and give
 /// the Deployment back to the Release that drove it before (`driver`; the driven-by
-/// annotation is removed when `None`). With `resource_version` the patch applies only to that
-/// version of the Deployment: the API server answers 409 Conflict for any other.
+/// annotation is emptied when `None`), noting the reverting Release (`reverter`) in
+/// `relman.io/reverted-by`. It first tests that `metadata.generation` is still
+/// `generation`: the patch applies only while the Deployment's spec is the one the revert was
+/// decided on. (Not the resourceVersion: the Deployment controller's status writes change it
+/// all through a rollout, and a revert would keep losing that race.)
 pub fn revert_patch(
     template: &PodTemplateSpec,
-    resource_version: Option<&str>,
+    generation: i64,
     driver: Option<&str>,
+    reverter: &str,
 ) -> serde_json::Value {
-    let annotation = format!(
-        "/metadata/annotations/{}",
-        ANNOTATION_DRIVEN_BY.replace('~', "~0").replace('/', "~1")
-    );
-    let mut ops = Vec::new();
-    if let Some(version) = resource_version {
-        // Setting the version it was read at makes the update conditional on it.
-        ops.push(json!({ "op": "replace", "path": "/metadata/resourceVersion", "value": version }));
-    }
-    ops.push(json!({ "op": "replace", "path": "/spec/template", "value": template }));
-    ops.push(match driver {
-        Some(driver) => json!({ "op": "add", "path": annotation, "value": driver }),
-        None => json!({ "op": "remove", "path": annotation }),
-    });
-    serde_json::Value::Array(ops)
+    let annotation = |key: &str| {
+        format!(
+            "/metadata/annotations/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        )
+    };
+    json!([
+        { "op": "test", "path": "/metadata/generation", "value": generation },
+        { "op": "replace", "path": "/spec/template", "value": template },
+        // An empty value means "driven by no Release". Not a `remove`, which fails when the
+        // annotation is gone.
+        { "op": "add", "path": annotation(ANNOTATION_DRIVEN_BY), "value": driver.unwrap_or_default() },
+        { "op": "add", "path": annotation(ANNOTATION_REVERTED_BY), "value": reverter },
+    ])
 }
 
-/// Reverts the Deployment `namespace/name` with [`revert_patch`]; returns it as written.
-/// A Deployment changed since `resource_version` is not touched:
+/// Reverts the Deployment `namespace/name` with [`revert_patch`]; returns it as written. A
+/// Deployment whose spec changed since `generation` is not touched:
 /// [`Error::DeploymentChanged`] asks the caller to read it again.
 pub async fn revert_to_known_good(
     client: &Client,
     namespace: &str,
     name: &str,
     template: &PodTemplateSpec,
-    resource_version: Option<&str>,
+    generation: i64,
     driver: Option<&str>,
+    reverter: &str,
 ) -> Result<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let patch: json_patch::Patch =
-        serde_json::from_value(revert_patch(template, resource_version, driver))?;
+        serde_json::from_value(revert_patch(template, generation, driver, reverter))?;
     match api
         .patch(name, &relman_patch(), &Patch::<()>::Json(patch))
         .await
     {
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::DeploymentChanged {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        }),
-        other => Ok(other?),
+        Ok(written) => Ok(written),
+        // A failed test op is a 422 like any invalid patch: tell them apart by looking.
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => {
+            let now = api.get_opt(name).await?;
+            if now.is_some_and(|d| d.metadata.generation != Some(generation)) {
+                Err(Error::DeploymentChanged {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                })
+            } else {
+                Err(kube::Error::Api(status).into())
+            }
+        }
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -210,10 +223,15 @@ mod tests {
     #[test]
     fn a_revert_applies_only_to_the_version_it_was_decided_on() {
         let template = deployment().spec.template;
-        let patch = revert_patch(&template, Some("42"), Some("shop/checkout-1-0-0"));
+        let patch = revert_patch(
+            &template,
+            42,
+            Some("shop/checkout-1-0-0"),
+            "shop/checkout-2-0-0",
+        );
         assert_eq!(
             patch[0],
-            json!({"op": "replace", "path": "/metadata/resourceVersion", "value": "42"})
+            json!({"op": "test", "path": "/metadata/generation", "value": 42})
         );
         assert_eq!(patch[1]["path"], "/spec/template");
         assert_eq!(
@@ -221,11 +239,15 @@ mod tests {
             json!({"op": "add", "path": "/metadata/annotations/relman.io~1driven-by",
                 "value": "shop/checkout-1-0-0"})
         );
-        let unowned = revert_patch(&template, None, None);
-        assert_eq!(unowned[0]["path"], "/spec/template");
+        let unowned = revert_patch(&template, 7, None, "shop/checkout-2-0-0");
         assert_eq!(
-            unowned[1],
-            json!({"op": "remove", "path": "/metadata/annotations/relman.io~1driven-by"})
+            unowned[3],
+            json!({"op": "add", "path": "/metadata/annotations/relman.io~1reverted-by",
+                "value": "shop/checkout-2-0-0"})
+        );
+        assert_eq!(
+            unowned[2],
+            json!({"op": "add", "path": "/metadata/annotations/relman.io~1driven-by", "value": ""})
         );
     }
 }

@@ -75,12 +75,12 @@ pub enum Action {
         revision: Option<String>,
         /// The pod template to restore.
         template: Box<PodTemplateSpec>,
-        /// The Deployment's `metadata.resourceVersion` when the revert was decided: the patch
-        /// applies only to that version, so a Deployment someone changed since is read again,
-        /// never overwritten.
-        resource_version: Option<String>,
+        /// The Deployment's `metadata.generation` when the revert was decided: the patch applies
+        /// only while its spec is unchanged, so a Deployment someone changed since is read
+        /// again, never overwritten.
+        generation: i64,
         /// The Release (`namespace/name`) that drove the Deployment before this release: the
-        /// `relman.io/driven-by` annotation is set back to it (removed when `None`).
+        /// `relman.io/driven-by` annotation is set back to it (emptied when `None`).
         driver: Option<String>,
     },
     /// Mark a Deployment's current revision known-good: merge-patch `annotations` onto the

@@ -156,6 +156,8 @@ struct StageTimeouts {
     rollout: Duration,
     backup: Duration,
     smoke_test: Duration,
+    /// How long the stage stays under watch after its checks passed; `None`: no bake time.
+    bake: Option<Duration>,
 }
 
 /// Where the release is after this plan: sets the phase and the kstatus conditions.
@@ -444,6 +446,7 @@ impl<'a> Planner<'a> {
                 rollout: self.observed.config.default_rollout_timeout,
                 backup: self.observed.config.default_job_timeout,
                 smoke_test: self.observed.config.default_job_timeout,
+                bake: None,
             });
             match self.run_stage(index, stage, timeouts) {
                 Check::Passed => continue,
@@ -595,6 +598,7 @@ impl<'a> Planner<'a> {
                     for check in [
                         Self::pods_start_after_rollout,
                         Self::smoke_test_result,
+                        Self::bake,
                         Self::mark_known_good,
                     ] {
                         match check(self, index, stage, timeouts) {
@@ -1166,6 +1170,84 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The stage's bake time (`bake`), after its smoke test passed: the stage stays Verifying
+    /// that long, and fails (and is reverted) if one of its Deployments loses an available
+    /// replica (a pod that crash-loops or fails its readiness probe) or a condition gate of
+    /// the release's requirements no longer holds.
+    fn bake(&mut self, index: usize, stage: &Stage, timeouts: StageTimeouts) -> Check {
+        let Some(bake) = timeouts.bake else {
+            return Check::Passed;
+        };
+        let started = match self.status.stages[index].bake_started_at.as_ref() {
+            Some(at) => from_k8s_time(at),
+            None => {
+                self.status.stages[index].bake_started_at = Some(to_k8s_time(self.now));
+                self.record(
+                    EventType::Normal,
+                    "BakeStarted",
+                    Some(&stage.name),
+                    format!(
+                        "stage {}: its checks passed; watching it for {} before it is verified",
+                        stage.name,
+                        human(bake)
+                    ),
+                );
+                self.now
+            }
+        };
+        let namespace = self.stage_namespace(stage);
+        for deployment in &stage.deployments {
+            let Some(observed) = self.observed.deployment(&namespace, &deployment.0) else {
+                continue;
+            };
+            if observed.available_replicas < observed.desired_replicas {
+                return Check::Failed(failure(
+                    "BakeFailed",
+                    format!(
+                        "during its bake time, {namespace}/{} has {} of {} replicas available",
+                        deployment.0, observed.available_replicas, observed.desired_replicas
+                    ),
+                ));
+            }
+        }
+        let spec = self.spec;
+        for requirement in spec.requirements.iter().filter(|r| r.condition.is_some()) {
+            if let Some(lost) = self
+                .observed
+                .gates
+                .requirement_details
+                .iter()
+                .find(|d| d.name == requirement.name && !d.met)
+            {
+                return Check::Failed(failure(
+                    "BakeFailed",
+                    format!(
+                        "during its bake time, requirement {} no longer holds: {}",
+                        requirement.name,
+                        lost.message
+                            .as_deref()
+                            .unwrap_or("its condition is not met")
+                    ),
+                ));
+            }
+        }
+        let end = add(started, bake);
+        if end <= self.now {
+            return Check::Passed;
+        }
+        self.requeue_at(end);
+        Check::Waiting(Outcome::progressing(
+            &stage.name,
+            "Baking",
+            format!(
+                "stage {}: its checks passed; watching its Deployments until {} (bake {})",
+                stage.name,
+                end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                human(bake)
+            ),
+        ))
+    }
+
     /// Annotates each Deployment of a stage that passed its checks, one at a time.
     fn mark_known_good(&mut self, index: usize, stage: &Stage, _timeouts: StageTimeouts) -> Check {
         let namespace = self.stage_namespace(stage);
@@ -1380,7 +1462,7 @@ impl<'a> Planner<'a> {
                 deployment: status.name.clone(),
                 revision: status.known_good_revision.clone(),
                 template: Box::new(known_good),
-                resource_version: observed.resource_version.clone(),
+                generation: observed.generation,
                 driver: status.known_good_driver.clone(),
             };
             return Outcome::new(
@@ -2115,6 +2197,15 @@ impl<'a> Planner<'a> {
                         format!("spec.stages[{i}].smokeTest.timeout"),
                         config.default_job_timeout,
                     )?,
+                    bake: match &stage.bake {
+                        None => None,
+                        Some(text) => {
+                            Some(parse_duration(text).map_err(|source| InvalidField {
+                                field: format!("spec.stages[{i}].bake"),
+                                source,
+                            })?)
+                        }
+                    },
                 })
             })
             .collect()

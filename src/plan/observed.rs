@@ -197,9 +197,6 @@ pub struct ObservedDeployment {
     /// The Release (`namespace/name`) the `relman.io/driven-by` annotation names: the last
     /// one that rolled out to this Deployment. A release reverts only Deployments it drives.
     pub driven_by: Option<String>,
-    /// `metadata.resourceVersion`: a revert carries it as a precondition, so a Deployment
-    /// changed by someone else since it was read is read again, not overwritten.
-    pub resource_version: Option<String>,
 }
 
 impl ObservedDeployment {
@@ -235,8 +232,8 @@ impl ObservedDeployment {
             known_good_release: annotation(ANNOTATION_KNOWN_GOOD_RELEASE),
             pod_problems,
             driven_by_other: None,
-            driven_by: annotation(ANNOTATION_DRIVEN_BY),
-            resource_version: meta.resource_version.clone(),
+            // Emptied by a revert that gave the Deployment back to no Release.
+            driven_by: annotation(ANNOTATION_DRIVEN_BY).filter(|d| !d.is_empty()),
         }
     }
 }

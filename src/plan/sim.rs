@@ -73,6 +73,7 @@ fn stage(name: &str, namespace: &str) -> Stage {
         approval: None,
         window: false,
         rollout_timeout: Some("15m".into()),
+        bake: None,
     }
 }
 
@@ -159,7 +160,6 @@ pub fn settled_deployment(namespace: &str, name: &str) -> ObservedDeployment {
         pod_problems: vec![],
         driven_by_other: None,
         driven_by: None,
-        resource_version: Some("100".into()),
     }
 }
 
@@ -315,14 +315,14 @@ impl World {
                 namespace,
                 deployment,
                 template,
-                resource_version,
+                generation,
                 driver,
                 ..
             } => {
                 let d = self.deployment_mut(namespace, deployment);
                 assert_eq!(
-                    d.resource_version, *resource_version,
-                    "a revert is planned from the version it applies to"
+                    d.generation, *generation,
+                    "a revert is planned from the spec it applies to"
                 );
                 d.driven_by.clone_from(driver);
                 if d.template != **template {
@@ -338,7 +338,6 @@ impl World {
             } => {
                 let d = self.deployment_mut(namespace, deployment);
                 d.known_good_release = annotations.get(ANNOTATION_KNOWN_GOOD_RELEASE).cloned();
-                bump_resource_version(d);
             }
         }
         self.performed.push(action.clone());
@@ -479,7 +478,6 @@ impl World {
 
 fn start_rollout(d: &mut ObservedDeployment) {
     d.generation += 1;
-    bump_resource_version(d);
     d.updated_replicas = 0;
     d.conditions.clear();
     d.pod_problems.clear();
@@ -501,17 +499,5 @@ fn settle(d: &mut ObservedDeployment) {
         d.available_replicas = d.desired_replicas;
         d.conditions.clear();
         d.pod_problems.clear();
-        bump_resource_version(d);
     }
-}
-
-/// Every write of a Deployment, its own or its controller's, gives it a new resourceVersion.
-pub fn bump_resource_version(d: &mut ObservedDeployment) {
-    let version: u64 = d
-        .resource_version
-        .as_deref()
-        .unwrap_or("0")
-        .parse()
-        .unwrap();
-    d.resource_version = Some((version + 1).to_string());
 }

@@ -20,6 +20,11 @@ pub const FAIL_LABEL: &str = "relman.io/test-fail";
 /// becoming Ready (a Job's pod never finishes).
 pub const NEVER_READY_LABEL: &str = "relman.io/test-never-ready";
 
+/// Label a Running, Ready pod with `relman.io/test-crash: "true"` (e.g. `kubectl label pod`)
+/// to make it start crash-looping and lose its readiness: a release that breaks after it
+/// passed its checks.
+pub const CRASH_LABEL: &str = "relman.io/test-crash";
+
 /// A container image whose tag ends with this suffix (e.g. `web:never-ready`) runs without ever
 /// becoming Ready: a release can ship a version that never becomes ready.
 pub const NEVER_READY_IMAGE_SUFFIX: &str = ":never-ready";
@@ -109,6 +114,7 @@ mod tests {
     fn stages_use_the_exported_labels() {
         assert!(STAGES.contains(&format!(r#"labels["{FAIL_LABEL}"]"#)));
         assert!(STAGES.contains(&format!(r#"labels["{NEVER_READY_LABEL}"]"#)));
+        assert!(STAGES.contains(&format!(r#"labels["{CRASH_LABEL}"]"#)));
         assert!(STAGES.contains(&format!(r#"endswith("{NEVER_READY_IMAGE_SUFFIX}")"#)));
     }
 
@@ -132,6 +138,7 @@ mod tests {
                 "pod-never-ready-image",
                 "pod-fail",
                 "pod-crash-loop",
+                "pod-start-crashing",
                 "pod-complete",
                 "pod-delete"
             ]

@@ -42,5 +42,5 @@ pub use control_plane::{ADMIN_USER, ControlPlane};
 pub use crds::{CRD_DIR_ENV, FIELD_MANAGER};
 pub use error::{Error, Result};
 pub use kubeconfig::CLUSTER_NAME;
-pub use kwok::{FAIL_LABEL, NEVER_READY_IMAGE_SUFFIX, NEVER_READY_LABEL, NODE_NAME};
+pub use kwok::{CRASH_LABEL, FAIL_LABEL, NEVER_READY_IMAGE_SUFFIX, NEVER_READY_LABEL, NODE_NAME};
 pub use namespace::{TEST_NAMESPACE_LABEL, TestNamespace};

@@ -99,17 +99,27 @@ impl Env {
         type_: &str,
         status: &str,
     ) -> anyhow::Result<ReleaseStatus> {
-        let holds = |s: &ReleaseStatus| {
+        self.wait_status(name, &format!("{type_}={status}"), |s| {
             s.conditions
                 .iter()
                 .any(|c| c.type_ == type_ && c.status == status)
-        };
-        let cond = |r: Option<&Release>| r.and_then(|r| r.status.as_ref()).is_some_and(holds);
+        })
+        .await
+    }
+
+    /// Waits until the Release's status satisfies `holds` (described by `what`); returns it.
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        what: &str,
+        holds: impl Fn(&ReleaseStatus) -> bool,
+    ) -> anyhow::Result<ReleaseStatus> {
+        let cond = |r: Option<&Release>| r.and_then(|r| r.status.as_ref()).is_some_and(&holds);
         match tokio::time::timeout(WAIT, await_condition(self.releases.clone(), name, cond)).await {
             Ok(found) => Ok(found?.and_then(|r| r.status).unwrap_or_default()),
             Err(_) => {
                 let now = self.releases.get(name).await?.status;
-                anyhow::bail!("timed out waiting for {type_}={status} on {name}; status: {now:#?}")
+                anyhow::bail!("timed out waiting for {what} on {name}; status: {now:#?}")
             }
         }
     }

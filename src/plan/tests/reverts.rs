@@ -25,7 +25,6 @@ fn taken_over(world: &mut World, namespace: &str, name: &str) {
     }
     d.driven_by = Some(NEWER.into());
     d.generation += 1;
-    bump_resource_version(d);
     world.settle();
 }
 
@@ -42,7 +41,6 @@ fn hand_edit(world: &mut World, namespace: &str, name: &str, image: &str) {
         first.image = Some(image.into());
     }
     d.generation += 1;
-    bump_resource_version(d);
     world.settle();
 }
 
@@ -292,7 +290,7 @@ fn a_revert_gives_the_deployment_back_to_the_release_that_drove_it_before() {
     let plan = world.plan();
     let Action::Revert {
         driver,
-        resource_version,
+        generation,
         namespace,
         deployment,
         ..
@@ -302,9 +300,9 @@ fn a_revert_gives_the_deployment_back_to_the_release_that_drove_it_before() {
     };
     assert_eq!(driver.as_deref(), Some("apps/checkout-1-0-0"));
     assert_eq!(
-        resource_version,
-        &world.deployment(namespace, deployment).resource_version,
-        "a revert applies only to the version it was decided on"
+        *generation,
+        world.deployment(namespace, deployment).generation,
+        "a revert applies only to the spec it was decided on"
     );
     world.run_until_waiting();
     assert_eq!(phase(&world), ReleasePhase::RolledBack);
@@ -435,4 +433,95 @@ fn a_step_the_api_server_denies_stalls_and_is_tried_again_slowly() {
     let plan = world.reconcile();
     assert_roll_out(&plan, STAGING_NS, API);
     assert_condition(&world, "Stalled", "False", "RollingOut");
+}
+
+/// The two-stage release with a bake time on staging, run until staging's smoke test passed.
+fn baking(bake: &str) -> World {
+    let mut spec = two_stage_spec();
+    spec.stages[0].bake = Some(bake.into());
+    let mut world = World::new(spec);
+    world.run_until_waiting();
+    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
+    world.run_until_waiting();
+    world
+}
+
+#[test]
+fn a_stage_bakes_before_it_is_verified() {
+    let mut world = baking("10m");
+    assert_eq!(stage_phase(&world, 0), StagePhase::Verifying);
+    assert_condition(&world, "Reconciling", "True", "Baking");
+    assert_eq!(history_count(&world, "BakeStarted"), 1);
+    let plan = world.plan();
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(600)));
+    assert!(
+        world
+            .deployment(STAGING_NS, API)
+            .known_good_release
+            .is_none(),
+        "not marked known-good while baking"
+    );
+
+    world.advance(600);
+    world.run_until_waiting();
+    assert_eq!(stage_phase(&world, 0), StagePhase::Verified);
+}
+
+#[test]
+fn a_deployment_that_loses_a_replica_while_baking_is_reverted() {
+    let mut world = baking("10m");
+    world.advance(120);
+    // A pod of the new version starts crash-looping: the Deployment has one replica less.
+    let d = world.deployment_mut(STAGING_NS, WORKER);
+    d.available_replicas = 1;
+    d.unavailable_replicas = 1;
+    world.run_until_waiting();
+    assert_eq!(phase(&world), ReleasePhase::RolledBack);
+    let failure = world.status().stages[0].failure.clone().unwrap();
+    assert_eq!(failure.reason, "BakeFailed");
+    assert!(
+        failure
+            .message
+            .contains("stg/checkout-worker has 1 of 2 replicas available"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(images_of(&world, STAGING_NS, API), vec![OLD_API_IMAGE]);
+}
+
+#[test]
+fn a_condition_requirement_that_stops_holding_while_baking_fails_the_stage() {
+    let mut spec = two_stage_spec();
+    spec.stages[0].bake = Some("10m".into());
+    spec.requirements = vec![crate::api::release::Requirement {
+        name: "error-budget".into(),
+        description: None,
+        condition: Some(crate::api::release::ConditionGate {
+            api_version: "monitoring.example/v1".into(),
+            kind: "SLO".into(),
+            name: "checkout".into(),
+            condition_type: "Healthy".into(),
+            status: crate::api::release::ConditionStatus::True,
+        }),
+    }];
+    let mut world = World::new(spec);
+    world.run_until_waiting();
+    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
+    world.run_until_waiting();
+    assert_condition(&world, "Reconciling", "True", "Baking");
+
+    world.gates.requirement_details = vec![crate::api::release::RequirementStatus {
+        name: "error-budget".into(),
+        met: false,
+        message: Some("SLO checkout: Healthy is False".into()),
+    }];
+    world.run_until_waiting();
+    let failure = world.status().stages[0].failure.clone().unwrap();
+    assert_eq!(failure.reason, "BakeFailed");
+    assert!(
+        failure.message.contains("requirement error-budget"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(phase(&world), ReleasePhase::RolledBack);
 }
