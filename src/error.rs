@@ -24,6 +24,19 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// A Job relman was to create exists under its deterministic name but was not made for
+    /// this Release object; it is never counted.
+    #[error(
+        "Job {namespace}/{name} exists but belongs to another Release object (release uid {owner:?})"
+    )]
+    JobNameTaken {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Its `relman.io/release-uid` label, if any.
+        owner: Option<String>,
+    },
     /// This replica does not hold the leader Lease (or just lost it): it must not write.
     #[error("this replica is not the leader; the leader reconciles")]
     NotLeader,
@@ -40,7 +53,9 @@ impl Error {
             Self::Kube(_) => "ApiUnreachable",
             Self::Serialize(_) => "Serialize",
             Self::MissingField(_) => "MissingField",
-            Self::Conflict | Self::DeploymentChanged { .. } => "Conflict",
+            Self::Conflict | Self::DeploymentChanged { .. } | Self::JobNameTaken { .. } => {
+                "Conflict"
+            }
             Self::NotLeader => "NotLeader",
         }
     }

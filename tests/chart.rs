@@ -1638,3 +1638,108 @@ async fn chart_rbac_is_enough_for_leader_election() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stage_namespace_where_relman_may_not_create_jobs_stalls_as_forbidden_until_granted()
+-> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    let admin = cp.client().await?;
+    let ns = cp.test_namespace("chart-403").await?.name().to_owned();
+    let stage_ns = cp
+        .test_namespace("chart-403-stage")
+        .await?
+        .name()
+        .to_owned();
+    let relman = install_rbac(
+        cp,
+        &ns,
+        &[
+            "--set",
+            &format!("watchNamespace={ns}"),
+            "--set",
+            &format!("rbac.stageNamespaces={{{stage_ns}}}"),
+        ],
+    )
+    .await?;
+    create_deployments(&admin, &stage_ns, "web").await?;
+    create_open_calendar(&admin, &ns).await?;
+    let consent = json!({"metadata": {"annotations": {"relman.io/accept-releases-from": ns}}});
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .patch(
+            &stage_ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&consent),
+        )
+        .await?;
+    // The stage namespace's owner (or a slip in the RBAC) takes away relman's create on Jobs.
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), &stage_ns);
+    let set_job_verbs = |verbs: &'static [&'static str]| {
+        let roles = roles.clone();
+        async move {
+            for mut role in roles.list(&Default::default()).await?.items {
+                let mut changed = false;
+                for rule in role.rules.iter_mut().flatten() {
+                    if rule.resources.iter().flatten().any(|r| r == "jobs") {
+                        rule.verbs = verbs.iter().map(|v| (*v).to_owned()).collect();
+                        changed = true;
+                    }
+                }
+                if changed {
+                    let name = role.metadata.name.clone().unwrap_or_default();
+                    role.metadata.managed_fields = None;
+                    roles.replace(&name, &PostParams::default(), &role).await?;
+                }
+            }
+            anyhow::Ok(())
+        }
+    };
+    set_job_verbs(&["list", "watch"]).await?;
+    start_relman(relman, &ns);
+
+    let releases: Api<Release> = Api::namespaced(admin.clone(), &ns);
+    let mut release = release_version("web", "2.0.0", "Major", &ns, false);
+    for stage in &mut release.spec.stages {
+        stage.namespace = Some(stage_ns.clone());
+    }
+    releases.create(&PostParams::default(), &release).await?;
+    let status = wait_condition(&releases, "web-2-0-0", "Stalled", "True").await?;
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .ok_or_else(|| anyhow::anyhow!("no Stalled condition"))?;
+    assert_eq!(stalled.reason, "Forbidden", "{stalled:?}");
+    assert!(
+        stalled.message.contains("cannot create resource \"jobs\"")
+            && stalled.message.contains(&stage_ns),
+        "the refusal names the verb, the resource and the namespace: {}",
+        stalled.message
+    );
+    let events = events_about(&admin, &ns, "web-2-0-0").await?;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Forbidden")
+                && e.type_.as_deref() == Some("Warning")),
+        "a Warning Event says why: {events:#?}"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &stage_ns);
+    assert_eq!(
+        image_of(&deployments.get("web-staging").await?),
+        "web:1.0.0",
+        "nothing changed"
+    );
+
+    // Granted again: the release goes on by itself (it looks again every minute). (A
+    // controller limited to its own namespace does not watch the stage namespace, so this test
+    // stops at the first step after the stall.)
+    set_job_verbs(&["list", "watch", "create"]).await?;
+    let status = wait_condition(&releases, "web-2-0-0", "Stalled", "False").await?;
+    assert!(
+        status.stages[0]
+            .phase
+            .is_some_and(|p| p != relman::api::release::StagePhase::Pending),
+        "staging started: {status:#?}"
+    );
+    Ok(())
+}

@@ -476,3 +476,44 @@ async fn a_deployment_that_goes_unready_during_its_bake_time_is_reverted() -> an
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_job_squatting_on_a_smoke_test_name_is_never_counted() -> anyhow::Result<()> {
+    let env = Env::new("rev-squat").await?;
+    let _controller = controller(&env);
+    // Someone who may create Jobs takes the deterministic name first, without relman's labels.
+    let squatter: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "web-1-1-0-staging-smoke-1"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "smoke", "image": "not-the-smoke-test:1"}]}}}
+    }))?;
+    let jobs: Api<Job> = Api::namespaced(env.client.clone(), &env.ns);
+    jobs.create(&PostParams::default(), &squatter).await?;
+
+    env.create(&minor("1.1.0", false)).await?;
+    let status = env.wait_condition("web-1-1-0", "Ready", "True").await?;
+    assert_eq!(
+        status.stages[0]
+            .smoke_test
+            .as_ref()
+            .map(|j| j.name.as_str()),
+        Some("web-1-1-0-staging-smoke-2"),
+        "the stage ran its own smoke test under the next attempt's name"
+    );
+    let squatted = jobs.get("web-1-1-0-staging-smoke-1").await?;
+    assert_eq!(
+        squatted.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("not-the-smoke-test:1"),
+        "relman neither counted nor changed the other Job"
+    );
+    assert_eq!(
+        events(&env, "web-1-1-0", "JobOfAnotherRelease")
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}

@@ -261,6 +261,36 @@ impl WrittenVersions {
     }
 }
 
+/// Jobs found under a name relman was about to use, made for another Release object (or by
+/// someone else), by the uid of the Release that met them: the observe step shows them to the
+/// planner, which never counts them and moves the stage to the next attempt's names.
+#[derive(Debug, Default)]
+pub struct TakenJobs(Mutex<std::collections::HashMap<String, Vec<crate::plan::ObservedJob>>>);
+
+impl TakenJobs {
+    /// Remembers that `job` (namespace, name, its release uid label) blocks `release`.
+    pub fn taken(&self, release: &str, job: crate::plan::ObservedJob) {
+        if let Ok(mut taken) = self.0.lock() {
+            let jobs = taken.entry(release.to_owned()).or_default();
+            if !jobs
+                .iter()
+                .any(|j| j.namespace == job.namespace && j.name == job.name)
+            {
+                jobs.push(job);
+            }
+        }
+    }
+
+    /// The Jobs that block `release`.
+    pub fn of(&self, release: &str) -> Vec<crate::plan::ObservedJob> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|t| t.get(release).cloned())
+            .unwrap_or_default()
+    }
+}
+
 /// The API server's last refusal (403) of an action relman took for a Release, by the
 /// Release's uid, until an action for it succeeds.
 #[derive(Debug, Default)]

@@ -103,6 +103,7 @@ struct Memos {
     written: memo::WrittenVersions,
     dry_runs: memo::DryRuns,
     denials: memo::Denials,
+    taken_jobs: memo::TakenJobs,
 }
 
 impl Context {
@@ -556,6 +557,24 @@ async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> 
                 plan.requeue_after
                     .unwrap_or(plan::lifecycle::FORBIDDEN_RECHECK)
             }));
+        }
+        Err(Error::JobNameTaken {
+            namespace,
+            name,
+            owner,
+        }) => {
+            // The planner sees it on the next reconcile and moves on to fresh names.
+            ctx.memos.taken_jobs.taken(
+                &uid,
+                plan::ObservedJob {
+                    namespace,
+                    name,
+                    state: plan::JobState::Running { since: now },
+                    pod_problems: Vec::new(),
+                    release_uid: Some(owner.unwrap_or_else(|| "none".to_owned())),
+                },
+            );
+            return Ok(Requeue::requeue(Duration::ZERO));
         }
         Err(other) => return Err(other),
     }

@@ -66,7 +66,15 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
     .await?;
     let mut recheck = Recheck::default();
     let deployments = deployments(ctx, &caches, release, &namespace, &known, &mut recheck).await?;
-    let jobs = jobs(ctx, &caches, release, &namespace, &mut recheck).await?;
+    let mut jobs = jobs(ctx, &caches, release, &namespace, &mut recheck).await?;
+    for taken in ctx.memos.taken_jobs.of(&release.uid().unwrap_or_default()) {
+        if !jobs
+            .iter()
+            .any(|j| j.namespace == taken.namespace && j.name == taken.name)
+        {
+            jobs.push(taken);
+        }
+    }
     Ok(Observation {
         observed: Observed {
             deployments,
@@ -198,8 +206,14 @@ async fn namespace_consent(
         if other == namespace {
             continue;
         }
-        let found = api.get_opt(&other).await?;
-        let consent = NamespaceConsent::from_namespace(found.as_ref(), namespace);
+        let consent = match api.get_opt(&other).await {
+            Ok(found) => NamespaceConsent::from_namespace(found.as_ref(), namespace),
+            // A stage outside relman's reach is a state of the release, not a failed reconcile.
+            Err(kube::Error::Api(refused)) if refused.code == 403 => NamespaceConsent::Unreadable {
+                message: refused.message,
+            },
+            Err(other) => return Err(other.into()),
+        };
         out.insert(other, consent);
     }
     Ok(out)

@@ -2079,6 +2079,14 @@ impl<'a> Planner<'a> {
                     ),
                 )
             }
+            Some(NamespaceConsent::Unreadable { message }) => (
+                format!(
+                    "relman may not read Namespace {namespace}, so it cannot see whether it consents: {message}"
+                ),
+                format!(
+                    "give relman's ServiceAccount get on that Namespace (chart value rbac.stageNamespaces), and if its owners agree: kubectl annotate namespace {namespace} {key}={own}"
+                ),
+            ),
             Some(NamespaceConsent::NotAnnotated | NamespaceConsent::Accepted) | None => (
                 format!("it has no {key} annotation"),
                 format!("if its owners agree: kubectl annotate namespace {namespace} {key}={own}"),

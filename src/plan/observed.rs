@@ -100,6 +100,12 @@ pub enum NamespaceConsent {
     },
     /// The Namespace does not exist.
     NotFound,
+    /// relman may not read the Namespace (403): its RBAC does not reach it, so it acts there
+    /// no more than where consent is missing.
+    Unreadable {
+        /// The API server's refusal, naming the verb and the resource.
+        message: String,
+    },
 }
 
 impl NamespaceConsent {
