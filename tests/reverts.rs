@@ -8,34 +8,14 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use relman::api::release::{ReleasePhase, ReleaseType};
-use relman::api::{Release, ReleaseApproval, ReleaseStatus};
-use relman::controller::{self, Context};
+use relman::api::{Release, ReleaseApproval};
 use relman::error::Error;
-use relman::plan::PlanConfig;
-use relman_testenv::ControlPlane;
 use serde_json::json;
-use support::{Env, OLD_IMAGE, ReleaseOf};
-use tokio::task::JoinHandle;
-
-/// Starts a controller for the test's namespace; it stops with the test.
-fn controller(env: &Env) -> JoinHandle<()> {
-    let ctx = Arc::new(Context::new(
-        env.client.clone(),
-        Some("test".into()),
-        PlanConfig::default(),
-    ));
-    let namespace = env.ns.clone();
-    tokio::spawn(async move {
-        let _ = controller::run(ctx, Some(namespace), std::future::pending()).await;
-    })
-}
+use support::{Env, OLD_IMAGE, ReleaseOf, condition};
 
 /// A Minor release of `web` at `version` (image `web:<version>`), production signed off
 /// when `approval` says so.
@@ -51,57 +31,10 @@ fn minor(version: &str, approval: bool) -> Release {
     release
 }
 
-async fn image(env: &Env, name: &str) -> anyhow::Result<String> {
-    let d = env.deployments.get(name).await?;
-    Ok(d.spec.template.spec.unwrap().containers[0]
-        .image
-        .clone()
-        .unwrap_or_default())
-}
-
-fn condition<'a>(
-    status: &'a ReleaseStatus,
-    type_: &str,
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition: {status:#?}"))
-}
-
-/// Runs kubectl in the test's namespace, off the async runtime.
-async fn kubectl(env: &Env, args: &[&str]) -> anyhow::Result<String> {
-    let mut command = ControlPlane::shared().await?.kubectl();
-    command.args(args).args(["-n", &env.ns]);
-    let out = tokio::task::spawn_blocking(move || command.output()).await??;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// The Events on Release `name` with `reason`.
-async fn events(env: &Env, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
-    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
-    Ok(events
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
-        })
-        .collect())
-}
-
 #[tokio::test]
 async fn aborting_a_superseded_release_changes_nothing_and_says_why() -> anyhow::Result<()> {
     let env = Env::new("rev-superseded").await?;
-    let _controller = controller(&env);
+    let _controller = env.controller();
     env.create(&minor("1.1.0", false)).await?;
     env.wait_condition("web-1-1-0", "Ready", "True").await?;
     env.create(&minor("1.2.0", false)).await?;
@@ -142,7 +75,7 @@ async fn aborting_a_superseded_release_changes_nothing_and_says_why() -> anyhow:
         aborted.incident.is_none(),
         "nothing was reverted: no incident"
     );
-    let warnings = events(&env, "web-1-1-0", "AbortIgnored").await?;
+    let warnings = env.events("web-1-1-0", "AbortIgnored").await?;
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
     assert!(
@@ -155,7 +88,7 @@ async fn aborting_a_superseded_release_changes_nothing_and_says_why() -> anyhow:
         warnings[0].message
     );
     for name in ["web-staging", "web-prod"] {
-        assert_eq!(image(&env, name).await?, "web:1.2.0", "{name} keeps 1.2.0");
+        assert_eq!(env.image(name).await?, "web:1.2.0", "{name} keeps 1.2.0");
     }
     let newer = env
         .releases
@@ -171,24 +104,21 @@ async fn aborting_a_superseded_release_changes_nothing_and_says_why() -> anyhow:
 async fn aborting_the_current_release_after_success_rolls_production_back_and_records_who_asked()
 -> anyhow::Result<()> {
     let env = Env::new("rev-current").await?;
-    let _controller = controller(&env);
+    let _controller = env.controller();
     env.create(&minor("1.1.0", false)).await?;
     env.wait_condition("web-1-1-0", "Ready", "True").await?;
     env.create(&minor("1.2.0", false)).await?;
     env.wait_condition("web-1-2-0", "Ready", "True").await?;
 
     // The incident playbook: roll production back to the last known-good.
-    kubectl(
-        &env,
-        &[
-            "patch",
-            "release",
-            "web-1-2-0",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"abort":true}}"#,
-        ],
-    )
+    env.kubectl(&[
+        "patch",
+        "release",
+        "web-1-2-0",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"abort":true}}"#,
+    ])
     .await?;
     let status = env
         .wait_condition("web-1-2-0", "RolledBack", "True")
@@ -196,7 +126,7 @@ async fn aborting_the_current_release_after_success_rolls_production_back_and_re
     for name in ["web-staging", "web-prod"] {
         env.wait_available(name).await?;
         assert_eq!(
-            image(&env, name).await?,
+            env.image(name).await?,
             "web:1.1.0",
             "{name} is back on 1.1.0"
         );
@@ -227,15 +157,12 @@ async fn aborting_the_current_release_after_success_rolls_production_back_and_re
 #[tokio::test]
 async fn a_manual_set_image_after_success_is_reported_as_drift() -> anyhow::Result<()> {
     let env = Env::new("rev-drift").await?;
-    let _controller = controller(&env);
+    let _controller = env.controller();
     env.create(&minor("1.1.0", false)).await?;
     env.wait_condition("web-1-1-0", "Ready", "True").await?;
 
-    kubectl(
-        &env,
-        &["set", "image", "deployment/web-prod", "api=web:hotfix"],
-    )
-    .await?;
+    env.kubectl(&["set", "image", "deployment/web-prod", "api=web:hotfix"])
+        .await?;
     let status = env.wait_condition("web-1-1-0", "Drifted", "True").await?;
     let drifted = condition(&status, "Drifted");
     assert!(
@@ -247,14 +174,11 @@ async fn a_manual_set_image_after_success_is_reported_as_drift() -> anyhow::Resu
         drifted.message
     );
     assert_eq!(condition(&status, "Ready").status, "True");
-    assert_eq!(events(&env, "web-1-1-0", "Drifted").await?.len(), 1);
+    assert_eq!(env.events("web-1-1-0", "Drifted").await?.len(), 1);
 
     // Set back: the drift is over.
-    kubectl(
-        &env,
-        &["set", "image", "deployment/web-prod", "api=web:1.1.0"],
-    )
-    .await?;
+    env.kubectl(&["set", "image", "deployment/web-prod", "api=web:1.1.0"])
+        .await?;
     env.wait_condition("web-1-1-0", "Drifted", "False").await?;
     Ok(())
 }
@@ -263,7 +187,7 @@ async fn a_manual_set_image_after_success_is_reported_as_drift() -> anyhow::Resu
 async fn a_release_created_again_under_the_same_name_reuses_no_job_and_no_sign_off()
 -> anyhow::Result<()> {
     let env = Env::new("rev-recreate").await?;
-    let _controller = controller(&env);
+    let _controller = env.controller();
     env.create(&minor("2.0.0", true)).await?;
     env.wait_condition("web-2-0-0", "StagingVerified", "True")
         .await?;
@@ -343,11 +267,8 @@ async fn a_revert_never_overwrites_an_edit_it_did_not_see() -> anyhow::Result<()
     let known_good = seen.spec.template.clone();
     let seen_generation = seen.metadata.generation.unwrap();
     // Someone changes the Deployment after relman read it.
-    kubectl(
-        &env,
-        &["set", "image", "deployment/web-prod", "api=web:by-hand"],
-    )
-    .await?;
+    env.kubectl(&["set", "image", "deployment/web-prod", "api=web:by-hand"])
+        .await?;
 
     let raced = relman::k8s::deployment::revert_to_known_good(
         &env.client,
@@ -364,7 +285,7 @@ async fn a_revert_never_overwrites_an_edit_it_did_not_see() -> anyhow::Result<()
         "{raced:?}"
     );
     assert_eq!(
-        image(&env, "web-prod").await?,
+        env.image("web-prod").await?,
         "web:by-hand",
         "the edit is kept"
     );
@@ -382,7 +303,7 @@ async fn a_revert_never_overwrites_an_edit_it_did_not_see() -> anyhow::Result<()
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    assert_eq!(image(&env, "web-prod").await?, OLD_IMAGE);
+    assert_eq!(env.image("web-prod").await?, OLD_IMAGE);
     Ok(())
 }
 
@@ -391,7 +312,7 @@ async fn one_deployment_in_two_stages_stalls_before_anything_changes() -> anyhow
     // The schema refuses two stages that spell the same namespace (tests/api.rs); a stage
     // that names the Release's own namespace beside one that defaults to it is caught here.
     let env = Env::new("rev-shared").await?;
-    let _controller = controller(&env);
+    let _controller = env.controller();
     let mut release = minor("2.0.0", false);
     release.spec.stages[1].deployments = release.spec.stages[0].deployments.clone();
     release.spec.stages[1].namespace = Some(env.ns.clone());
@@ -406,7 +327,7 @@ async fn one_deployment_in_two_stages_stalls_before_anything_changes() -> anyhow
         stalled.message
     );
     assert_eq!(
-        image(&env, "web-staging").await?,
+        env.image("web-staging").await?,
         OLD_IMAGE,
         "nothing changed"
     );
@@ -416,7 +337,7 @@ async fn one_deployment_in_two_stages_stalls_before_anything_changes() -> anyhow
 #[tokio::test]
 async fn a_deployment_that_goes_unready_during_its_bake_time_is_reverted() -> anyhow::Result<()> {
     let env = Env::new("rev-bake").await?;
-    let _controller = controller(&env);
+    let _controller = env.controller();
     let mut release = minor("1.1.0", false);
     release.spec.stages[1].bake = Some("5m".into());
     env.create(&release).await?;
@@ -427,7 +348,7 @@ async fn a_deployment_that_goes_unready_during_its_bake_time_is_reverted() -> an
             .any(|c| c.type_ == "Reconciling" && c.reason == "Baking")
     })
     .await?;
-    assert_eq!(image(&env, "web-prod").await?, "web:1.1.0");
+    assert_eq!(env.image("web-prod").await?, "web:1.1.0");
 
     // One of the new pods starts crash-looping and is no longer Ready.
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), &env.ns);
@@ -445,15 +366,12 @@ async fn a_deployment_that_goes_unready_during_its_bake_time_is_reverted() -> an
         })
         .expect("a pod of the new version");
     let name = pod.metadata.name.clone().unwrap();
-    kubectl(
-        &env,
-        &[
-            "label",
-            "pod",
-            &name,
-            &format!("{}=true", relman_testenv::CRASH_LABEL),
-        ],
-    )
+    env.kubectl(&[
+        "label",
+        "pod",
+        &name,
+        &format!("{}=true", relman_testenv::CRASH_LABEL),
+    ])
     .await?;
 
     let status = env
@@ -469,7 +387,7 @@ async fn a_deployment_that_goes_unready_during_its_bake_time_is_reverted() -> an
         rolled_back.message
     );
     env.wait_available("web-prod").await?;
-    assert_eq!(image(&env, "web-prod").await?, OLD_IMAGE);
+    assert_eq!(env.image("web-prod").await?, OLD_IMAGE);
     assert!(
         status.incident.is_some(),
         "production was reverted: an incident"
@@ -480,7 +398,7 @@ async fn a_deployment_that_goes_unready_during_its_bake_time_is_reverted() -> an
 #[tokio::test]
 async fn a_job_squatting_on_a_smoke_test_name_is_never_counted() -> anyhow::Result<()> {
     let env = Env::new("rev-squat").await?;
-    let _controller = controller(&env);
+    let _controller = env.controller();
     // Someone who may create Jobs takes the deterministic name first, without relman's labels.
     let squatter: Job = serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -510,9 +428,7 @@ async fn a_job_squatting_on_a_smoke_test_name_is_never_counted() -> anyhow::Resu
         "relman neither counted nor changed the other Job"
     );
     assert_eq!(
-        events(&env, "web-1-1-0", "JobOfAnotherRelease")
-            .await?
-            .len(),
+        env.events("web-1-1-0", "JobOfAnotherRelease").await?.len(),
         1
     );
     Ok(())

@@ -420,34 +420,16 @@ fn apply(world: &mut World, op: &Op) -> Result<(), TestCaseError> {
         Op::Abort => world.set_abort(),
         Op::HandEdit { pick } => {
             let count = world.deployments.len();
-            let d = &mut world.deployments[pick % count];
-            if let Some(first) = d
-                .template
-                .spec
-                .iter_mut()
-                .flat_map(|s| s.containers.iter_mut())
-                .next()
-            {
-                first.image = Some(HAND_IMAGE.into());
-            }
-            d.generation += 1;
+            set_image_by_hand(&mut world.deployments[pick % count], HAND_IMAGE);
         }
         Op::TakenOver { pick } => {
             // One driver at a time: only a finished release's Deployments are taken over.
             if world.release.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::Succeeded)
             {
                 let count = world.deployments.len();
-                let d = &mut world.deployments[pick % count];
-                for container in d
-                    .template
-                    .spec
-                    .iter_mut()
-                    .flat_map(|s| s.containers.iter_mut())
-                {
-                    container.image = Some(format!("reg/{}:9.0.0", container.name));
-                }
-                d.driven_by = Some(NEWER.into());
-                d.generation += 1;
+                roll_out_by(&mut world.deployments[pick % count], NEWER, |c| {
+                    format!("reg/{c}:9.0.0")
+                });
             }
         }
     }

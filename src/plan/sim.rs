@@ -501,3 +501,31 @@ fn settle(d: &mut ObservedDeployment) {
         d.pod_problems.clear();
     }
 }
+
+/// Someone runs `kubectl set image` on `d`: its first container runs `image`.
+pub fn set_image_by_hand(d: &mut ObservedDeployment, image: &str) {
+    if let Some(first) = d
+        .template
+        .spec
+        .iter_mut()
+        .flat_map(|s| s.containers.iter_mut())
+        .next()
+    {
+        first.image = Some(image.into());
+    }
+    d.generation += 1;
+}
+
+/// Release `driver` (`namespace/name`) rolls out to `d`: each container runs `image(name)`.
+pub fn roll_out_by(d: &mut ObservedDeployment, driver: &str, image: impl Fn(&str) -> String) {
+    for container in d
+        .template
+        .spec
+        .iter_mut()
+        .flat_map(|s| s.containers.iter_mut())
+    {
+        container.image = Some(image(&container.name));
+    }
+    d.driven_by = Some(driver.into());
+    d.generation += 1;
+}

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
@@ -58,6 +59,57 @@ impl Env {
             .create(&PostParams::default(), release)
             .await?;
         Ok(())
+    }
+
+    /// Starts a controller for the test's namespace; it stops with the test.
+    pub fn controller(&self) -> tokio::task::JoinHandle<()> {
+        let ctx = std::sync::Arc::new(relman::controller::Context::new(
+            self.client.clone(),
+            Some("test".into()),
+            relman::plan::PlanConfig::default(),
+        ));
+        let namespace = self.ns.clone();
+        tokio::spawn(async move {
+            let _ = relman::controller::run(ctx, Some(namespace), std::future::pending()).await;
+        })
+    }
+
+    /// The image of the first container of Deployment `name`.
+    pub async fn image(&self, name: &str) -> anyhow::Result<String> {
+        let d = self.deployments.get(name).await?;
+        Ok(d.spec.template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap_or_default())
+    }
+
+    /// Runs kubectl in the test's namespace, off the async runtime.
+    pub async fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = ControlPlane::shared().await?.kubectl();
+        command.args(args).args(["-n", &self.ns]);
+        let out = tokio::task::spawn_blocking(move || command.output()).await??;
+        anyhow::ensure!(
+            out.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// The Events on Release `name` with `reason`.
+    pub async fn events(&self, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        Ok(events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .collect())
     }
 
     /// Approves `release` (version `version`) at the production gate.
@@ -123,6 +175,15 @@ impl Env {
             }
         }
     }
+}
+
+/// The condition `type_` of `status`; panics with the status when it is missing.
+pub fn condition<'a>(status: &'a ReleaseStatus, type_: &str) -> &'a Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition: {status:#?}"))
 }
 
 fn deployment(name: &str) -> Deployment {

@@ -14,33 +14,15 @@ const NEWER: &str = "apps/checkout-3-0-0";
 
 /// Another Release rolls out to `namespace/name` and finishes, as its rollout would.
 fn taken_over(world: &mut World, namespace: &str, name: &str) {
-    let d = world.deployment_mut(namespace, name);
-    for container in d
-        .template
-        .spec
-        .iter_mut()
-        .flat_map(|s| s.containers.iter_mut())
-    {
-        container.image = Some(format!("{}-3.0.0", container.name));
-    }
-    d.driven_by = Some(NEWER.into());
-    d.generation += 1;
+    roll_out_by(world.deployment_mut(namespace, name), NEWER, |c| {
+        format!("{c}-3.0.0")
+    });
     world.settle();
 }
 
 /// Someone runs `kubectl set image` on `namespace/name`.
 fn hand_edit(world: &mut World, namespace: &str, name: &str, image: &str) {
-    let d = world.deployment_mut(namespace, name);
-    if let Some(first) = d
-        .template
-        .spec
-        .iter_mut()
-        .flat_map(|s| s.containers.iter_mut())
-        .next()
-    {
-        first.image = Some(image.into());
-    }
-    d.generation += 1;
+    set_image_by_hand(world.deployment_mut(namespace, name), image);
     world.settle();
 }
 
