@@ -58,9 +58,11 @@ async fn aborting_a_superseded_release_changes_nothing_and_says_why() -> anyhow:
         "a superseded release stays Ready"
     );
 
-    // The stale object is aborted, as a GitOps re-sync of an old manifest might do.
+    // The stale object is aborted by a developer (who may change Releases, not Deployments),
+    // as a GitOps re-sync of an old manifest might do.
+    let developer = env.developer("dave").await?;
     let patch = json!({"spec": {"abort": true}});
-    env.releases
+    Api::<Release>::namespaced(developer, &env.ns)
         .patch("web-1-1-0", &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     let generation = env.releases.get("web-1-1-0").await?.metadata.generation;

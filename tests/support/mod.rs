@@ -74,6 +74,38 @@ impl Env {
         })
     }
 
+    /// A client for user `name` holding only the shipped `relman-developer` role
+    /// (config/user-roles.yaml) in the test's namespace: may create and change Releases, may
+    /// not touch Deployments, Jobs or sign-offs.
+    pub async fn developer(&self, name: &str) -> anyhow::Result<kube::Client> {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/user-roles.yaml"
+        ))?;
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value: Value = serde::Deserialize::deserialize(document)?;
+            if value["kind"] == "ClusterRole" && value["metadata"]["name"] == "relman-developer" {
+                Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(self.client.clone())
+                    .patch(
+                        "relman-developer",
+                        &PatchParams::apply("relman-tests").force(),
+                        &Patch::Apply(&value),
+                    )
+                    .await?;
+            }
+        }
+        let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": format!("relman-developer-{name}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": "relman-developer"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}]
+        }))?;
+        Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &binding)
+            .await?;
+        Ok(ControlPlane::shared().await?.user_client(name, &[]).await?)
+    }
+
     /// The image of the first container of Deployment `name`.
     pub async fn image(&self, name: &str) -> anyhow::Result<String> {
         let d = self.deployments.get(name).await?;
