@@ -1715,14 +1715,21 @@ async fn a_stage_namespace_where_relman_may_not_create_jobs_stalls_as_forbidden_
         "the refusal names the verb, the resource and the namespace: {}",
         stalled.message
     );
-    let events = events_about(&admin, &ns, "web-2-0-0").await?;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("Forbidden")
-                && e.type_.as_deref() == Some("Warning")),
-        "a Warning Event says why: {events:#?}"
-    );
+    // The Event is recorded just after the status it goes with.
+    let warned = |events: &[Event]| {
+        events.iter().any(|e| {
+            e.reason.as_deref() == Some("Forbidden") && e.type_.as_deref() == Some("Warning")
+        })
+    };
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = events_about(&admin, &ns, "web-2-0-0").await?;
+        if warned(&events) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(warned(&events), "a Warning Event says why: {events:#?}");
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &stage_ns);
     assert_eq!(
         image_of(&deployments.get("web-staging").await?),

@@ -129,8 +129,22 @@ impl Env {
         Ok(String::from_utf8(out.stdout)?)
     }
 
-    /// The Events on Release `name` with `reason`.
+    /// The Events on Release `name` with `reason`, once there is at least one (Events are
+    /// recorded just after the status they go with, so a test that saw the status waits a
+    /// moment for them); empty if none comes within 10 seconds.
     pub async fn events(&self, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
+        for _ in 0..50 {
+            let found = self.events_now(name, reason).await?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(Vec::new())
+    }
+
+    /// The Events on Release `name` with `reason`, as they are now.
+    pub async fn events_now(&self, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         Ok(events
             .list(&Default::default())
