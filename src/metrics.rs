@@ -30,13 +30,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::api::labels::ANNOTATION_COMMIT_TIME;
 use crate::api::release::{IncidentStatus, ReleasePhase};
 use crate::api::{Release, ReleaseStatus};
 use crate::leader::Leadership;
-
-/// The annotation that gives the time of the commit a Release ships (RFC 3339). Lead time for
-/// changes is measured from it when set, from the Release's creation otherwise.
-pub const ANNOTATION_COMMIT_TIME: &str = "relman.io/commit-time";
 
 /// The `Content-Type` of the Prometheus text format served by default.
 pub const PROMETHEUS_CONTENT_TYPE: &str =

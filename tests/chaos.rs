@@ -48,7 +48,8 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use relman::api::release::{ReleasePhase, StagePhase};
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
-use relman::plan::jobs::{LABEL_ATTEMPT, LABEL_JOB_KIND, LABEL_RELEASE, LABEL_STAGE};
+
+use relman::api::labels::{LABEL_ATTEMPT, LABEL_JOB_KIND, LABEL_RELEASE, LABEL_STAGE};
 use relman_testenv::{ADMIN_USER, ControlPlane, FAIL_LABEL, NODE_NAME};
 use serde_json::json;
 use tokio::task::JoinHandle;

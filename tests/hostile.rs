@@ -21,7 +21,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use relman::api::{Release, ReleaseApproval};
-use relman::plan::jobs::LABEL_RELEASE;
+
+use relman::api::labels::LABEL_RELEASE;
 use relman_testenv::{ADMIN_USER, ControlPlane};
 use serde_json::{Value, json};
 

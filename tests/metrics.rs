@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use relman::api::labels::ANNOTATION_COMMIT_TIME;
 use relman::controller::calendar::{CalendarController, CalendarScope};
 use relman::controller::{self, Context};
 use relman::http::HttpState;
-use relman::metrics::{ANNOTATION_COMMIT_TIME, Metrics};
+use relman::metrics::Metrics;
 use relman::plan::PlanConfig;
 use relman::readiness::ReadyFlag;
 use serde_json::json;

@@ -29,6 +29,7 @@ use crate::process::round2;
 use crate::stats::Percentiles;
 use crate::tracker::{GateKind, Key, Progress, Tracker};
 use crate::workload::{self, App, NEW_IMAGE, STAGES};
+use relman::api::labels::FIELD_MANAGER;
 
 /// The minimal client's user.
 pub const USER: &str = "relman-floor";
@@ -213,7 +214,7 @@ async fn write_status(
     });
     api.patch_status(
         name,
-        &PatchParams::apply(relman::k8s::FIELD_MANAGER).force(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
     .await

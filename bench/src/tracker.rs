@@ -23,13 +23,15 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use relman::api::release::StagePhase;
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
-use relman::k8s::ANNOTATION_DRIVEN_BY;
-use relman::plan::jobs::{LABEL_JOB_KIND, LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, LABEL_STAGE};
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::workload::{BENCH_LABEL, NEW_IMAGE, STAGE_LABEL, approval, create_or_keep};
+use relman::api::labels::{
+    ANNOTATION_DRIVEN_BY, LABEL_JOB_KIND, LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, LABEL_STAGE,
+};
 
 /// A Release: its namespace and name.
 pub type Key = (String, String);

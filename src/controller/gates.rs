@@ -24,7 +24,8 @@ use crate::api::release::{ConditionGate, ReleasePhase, RequirementStatus, StageP
 use crate::api::{Decision, Release, ReleaseCalendar, ReleaseType};
 use crate::calendar::CompiledCalendar;
 use crate::error::Result;
-use crate::k8s::FIELD_MANAGER;
+
+use crate::api::labels::FIELD_MANAGER;
 use crate::notes::migration_steps_listed;
 use crate::plan::jobs::build_job;
 use crate::plan::{GateState, Gates, JobKind, NamespaceConsent, ObservedApproval};

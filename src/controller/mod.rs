@@ -45,8 +45,11 @@ use crate::k8s::{self, deployment::Driver, status::StatusWrite};
 use crate::leader::Leadership;
 use crate::metrics::{ControllerKind, Metrics, WriteKind};
 use crate::notify::{Notifier, RetryPolicy};
-use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
-use crate::plan::observed::ANNOTATION_KNOWN_GOOD_RELEASE;
+
+use crate::api::labels::{
+    ANNOTATION_DRIVEN_BY, ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_REVERTED_BY, LABEL_RELEASE,
+    LABEL_RELEASE_NAMESPACE,
+};
 use crate::plan::{self, Action, EventType, Plan, PlanConfig};
 use crate::readiness::ReadyFlag;
 
@@ -478,12 +481,8 @@ fn release_from_labels(job: &Job) -> Option<ObjectRef<Release>> {
 /// previous driver, and the third still hears of the revert's rollout.
 fn releases_of_deployment(deployment: &Deployment) -> Vec<ObjectRef<Release>> {
     let annotations = deployment.annotations();
-    let driver = annotations
-        .get(k8s::ANNOTATION_DRIVEN_BY)
-        .map(String::as_str);
-    let reverter = annotations
-        .get(k8s::ANNOTATION_REVERTED_BY)
-        .map(String::as_str);
+    let driver = annotations.get(ANNOTATION_DRIVEN_BY).map(String::as_str);
+    let reverter = annotations.get(ANNOTATION_REVERTED_BY).map(String::as_str);
     let known_good = annotations
         .get(ANNOTATION_KNOWN_GOOD_RELEASE)
         .and_then(|value| value.split_once('@'))

@@ -16,10 +16,11 @@ use serde_json::json;
 use super::Context;
 use crate::api::{Release, ReleaseStatus};
 use crate::error::{Error, Result};
-use crate::k8s::FIELD_MANAGER;
+
+use crate::api::labels::{FIELD_MANAGER, LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
 use crate::metrics::{ControllerKind, WriteKind};
 use crate::notes::{NOTES_KEY, config_map_name, notes_date, publish_due, render};
-use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
+use crate::plan::jobs::fit_name;
 
 /// The label saying who manages the notes ConfigMap.
 const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";

@@ -23,8 +23,9 @@ use super::memo::PodCheckDue;
 use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};
-use crate::k8s::ANNOTATION_DRIVEN_BY;
-use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
+
+use crate::api::labels::{ANNOTATION_DRIVEN_BY, LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
+use crate::plan::jobs::fit_name;
 use crate::plan::observed::pod_problems;
 use crate::plan::rollout::{RolloutProgress, rollout_progress};
 use crate::plan::{

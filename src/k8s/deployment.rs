@@ -9,9 +9,12 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{ANNOTATION_DRIVEN_BY, ANNOTATION_REVERTED_BY, FIELD_MANAGER};
+use crate::api::labels::{
+    ANNOTATION_DRIVEN_BY, ANNOTATION_REVERTED_BY, FIELD_MANAGER, LABEL_RELEASE,
+    LABEL_RELEASE_NAMESPACE,
+};
 use crate::error::{Error, Result};
-use crate::plan::jobs::{LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, fit_name};
+use crate::plan::jobs::fit_name;
 
 /// Who drives a Deployment: the Release's namespace and name.
 #[derive(Clone, Debug)]

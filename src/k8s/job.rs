@@ -4,9 +4,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 
-use super::FIELD_MANAGER;
+use crate::api::labels::{FIELD_MANAGER, LABEL_RELEASE_UID};
 use crate::error::{Error, Result};
-use crate::plan::jobs::LABEL_RELEASE_UID;
 
 /// Creates `job` in `namespace`. A Job of that name that exists already counts as created
 /// only when it carries the same `relman.io/release-uid` label: names are deterministic, so

@@ -2,13 +2,12 @@
 
 use std::fmt::Debug;
 
+use crate::api::labels::FIELD_MANAGER;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-
-use super::FIELD_MANAGER;
 
 /// What became of a status write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

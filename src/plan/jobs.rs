@@ -9,21 +9,10 @@ use kube::Resource;
 
 use super::action::JobKind;
 use crate::api::Release;
-
-/// The label naming the Release a Job belongs to.
-pub const LABEL_RELEASE: &str = "relman.io/release";
-/// The label naming the namespace of the Release a Job belongs to (Jobs run in the stage's
-/// namespace, which may differ).
-pub const LABEL_RELEASE_NAMESPACE: &str = "relman.io/release-namespace";
-/// The label carrying the uid of the Release object a Job belongs to: a Release deleted and
-/// created again under the same name never counts the old object's Jobs.
-pub const LABEL_RELEASE_UID: &str = "relman.io/release-uid";
-/// The label naming the stage a Job belongs to.
-pub const LABEL_STAGE: &str = "relman.io/stage";
-/// The label carrying the stage attempt a Job belongs to.
-pub const LABEL_ATTEMPT: &str = "relman.io/attempt";
-/// The label saying which check a Job performs (`backup` or `smoke`).
-pub const LABEL_JOB_KIND: &str = "relman.io/job-kind";
+use crate::api::labels::{
+    LABEL_ATTEMPT, LABEL_JOB_KIND, LABEL_RELEASE, LABEL_RELEASE_NAMESPACE, LABEL_RELEASE_UID,
+    LABEL_STAGE,
+};
 
 /// The longest name (and label value) Kubernetes accepts for a Job: its name is copied into
 /// the `job-name` label of its pods.

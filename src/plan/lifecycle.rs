@@ -59,10 +59,7 @@ use super::conditions::{
 };
 use super::duration::{DurationError, parse_duration};
 use super::jobs::{build_job, job_name, set_deadline};
-use super::observed::{
-    ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION, JobState, NamespaceConsent,
-    Observed, ObservedApproval, ObservedDeployment,
-};
+use super::observed::{JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment};
 use super::rollout::{
     PodProblems, RolloutProgress, images_to_roll_out, judge_pod_problems, rollout_progress,
     runs_known_good, runs_release_images,
@@ -70,12 +67,14 @@ use super::rollout::{
 use super::standing::{Standing, record_standings, standing, standings_of};
 use super::time::from_k8s_time;
 use super::time::{add, to_k8s_time, until};
+use crate::api::labels::{
+    ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION,
+};
 use crate::api::release::{
     ApprovalRecord, DeploymentStatus, Failure, HistoryEntry, IncidentStatus, JobCheck, JobStatus,
     ReleasePhase, Stage, StagePhase, StageStatus,
 };
 use crate::api::{Compact, Decision, ReleaseSpec, ReleaseStatus};
-use crate::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
 
 /// `JobStatus.result` of a Job that has not finished.
 const JOB_RUNNING: &str = "Running";

@@ -11,20 +11,13 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
 
-use super::jobs::LABEL_RELEASE_UID;
 use super::time::from_k8s_time;
+use crate::api::labels::{
+    ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_DRIVEN_BY, ANNOTATION_KNOWN_GOOD_RELEASE,
+    ANNOTATION_REVISION, LABEL_RELEASE_UID,
+};
 use crate::api::release::RequirementStatus;
 use crate::api::{Decision, Release, ReleaseApproval};
-use crate::k8s::{ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_DRIVEN_BY};
-
-/// The annotation the Deployment controller keeps the current revision in.
-pub const ANNOTATION_REVISION: &str = "deployment.kubernetes.io/revision";
-/// The annotation relman sets on a Deployment whose revision passed a stage's checks; the
-/// value names the release (`<namespace>/<name>@<version>`).
-pub const ANNOTATION_KNOWN_GOOD_RELEASE: &str = "relman.io/known-good-release";
-/// The annotation relman sets next to [`ANNOTATION_KNOWN_GOOD_RELEASE`]: the revision that
-/// passed.
-pub const ANNOTATION_KNOWN_GOOD_REVISION: &str = "relman.io/known-good-revision";
 
 /// Everything the planner may look at for one Release at one moment.
 #[derive(Clone, Debug)]

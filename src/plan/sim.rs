@@ -13,10 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::action::{Action, JobKind, Plan};
 use super::jobs::job_name;
 use super::observed::{
-    ANNOTATION_KNOWN_GOOD_RELEASE, GateState, Gates, JobState, NamespaceConsent, Observed,
-    ObservedApproval, ObservedDeployment, ObservedJob, PlanConfig, PodProblem, PodProblemReason,
+    GateState, Gates, JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment,
+    ObservedJob, PlanConfig, PodProblem, PodProblemReason,
 };
 use super::plan;
+use crate::api::labels::ANNOTATION_KNOWN_GOOD_RELEASE;
 use crate::api::release::{ApprovalPolicy, DeploymentName, ImageSpec, JobCheck, Stage};
 use crate::api::{Decision, Release, ReleaseSpec, ReleaseType};
 

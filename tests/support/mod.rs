@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
-use relman::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
+
+use relman::api::labels::ANNOTATION_ACCEPT_RELEASES_FROM;
 use relman_testenv::{ControlPlane, FAIL_LABEL};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
