@@ -182,7 +182,7 @@ pub fn dora_observations(
     let empty = ReleaseStatus::default();
     let old = release.status.as_ref().unwrap_or(&empty);
     let mut observations = Vec::new();
-    if !changed_production(old) && changed_production(new) {
+    if !old.changed_production() && new.changed_production() {
         observations.push(DoraObservation::ProductionChanged);
     }
     if old.phase != Some(ReleasePhase::Succeeded) && new.phase == Some(ReleasePhase::Succeeded) {
@@ -212,17 +212,6 @@ pub fn dora_observations(
 fn restored(status: &ReleaseStatus) -> Option<(&IncidentStatus, &Time)> {
     let incident = status.incident.as_ref()?;
     Some((incident, incident.restored_at.as_ref()?))
-}
-
-/// Whether the release has changed production: it captured the known-good state of a
-/// Deployment in a stage after the first. The planner opens an incident on the same rule.
-fn changed_production(status: &ReleaseStatus) -> bool {
-    status.stages.iter().skip(1).any(|stage| {
-        stage
-            .deployments
-            .iter()
-            .any(|deployment| deployment.known_good_template.is_some())
-    })
 }
 
 /// When the change began: the `relman.io/commit-time` annotation if it is valid RFC 3339,

@@ -9,7 +9,7 @@
 
 use chrono::NaiveDate;
 
-use crate::api::release::{ReleaseNotes, ReleasePhase, StagePhase};
+use crate::api::release::{ReleaseNotes, ReleasePhase};
 use crate::api::{Release, ReleaseStatus};
 use crate::plan::jobs::fit_name;
 
@@ -33,12 +33,6 @@ pub fn config_map_name(release: &str) -> String {
     }
 }
 
-/// Whether `steps` lists migration steps or states that there are none (a single item
-/// `none`, in any case). A Major release must do one or the other before staging.
-pub fn migration_steps_listed(steps: &[String]) -> bool {
-    steps.iter().any(|step| !step.trim().is_empty())
-}
-
 /// Whether `steps` says that no migration is needed: empty, or the single item `none`.
 pub fn states_no_migration(steps: &[String]) -> bool {
     let listed: Vec<&str> = steps
@@ -59,10 +53,7 @@ pub fn states_no_migration(steps: &[String]) -> bool {
 /// write: once a stage has started (so always before production, the last stage), and not
 /// while the release is being reverted or has stopped.
 pub fn publish_due(status: &ReleaseStatus) -> bool {
-    let started = status
-        .stages
-        .iter()
-        .any(|s| s.phase.is_some_and(|p| p != StagePhase::Pending));
+    let started = status.has_started();
     let stopped = matches!(
         status.phase,
         Some(ReleasePhase::RollingBack | ReleasePhase::RolledBack | ReleasePhase::Failed)
@@ -206,7 +197,7 @@ fn escape_inline(text: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::api::release::StageStatus;
+    use crate::api::release::{StagePhase, StageStatus};
     use serde_json::json;
 
     fn release(notes: serde_json::Value, extra: serde_json::Value) -> Release {
@@ -318,10 +309,17 @@ https://wiki.example/checkout/rollback
     #[test]
     fn migration_steps_are_listed_or_stated_as_none() {
         let steps = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(!migration_steps_listed(&steps(&[])));
-        assert!(!migration_steps_listed(&steps(&["  "])));
-        assert!(migration_steps_listed(&steps(&["none"])));
-        assert!(migration_steps_listed(&steps(&["Run the migration"])));
+        let listed = |items: &[&str]| {
+            ReleaseNotes {
+                migration_steps: steps(items),
+                ..Default::default()
+            }
+            .lists_migration_steps()
+        };
+        assert!(!listed(&[]));
+        assert!(!listed(&["  "]));
+        assert!(listed(&["none"]));
+        assert!(listed(&["Run the migration"]));
         assert!(states_no_migration(&steps(&["NONE"])));
         assert!(states_no_migration(&steps(&[])));
         assert!(!states_no_migration(&steps(&["none", "Restart"])));

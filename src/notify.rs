@@ -252,7 +252,7 @@ pub fn cdevents_payload(notice: &Notice<'_>) -> Value {
         .spec
         .stages
         .last()
-        .map(|s| s.namespace.clone().unwrap_or_else(|| namespace.clone()))
+        .map(|s| s.namespace_or(&namespace).to_owned())
         .unwrap_or_else(|| namespace.clone());
     let id = format!(
         "{}-{:?}-{}",

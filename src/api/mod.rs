@@ -9,12 +9,14 @@ pub mod calendar;
 mod compact;
 pub mod labels;
 pub mod release;
+mod rules;
 mod schema;
 
 pub use approval::{Decision, ReleaseApproval, ReleaseApprovalSpec};
 pub use calendar::{ReleaseCalendar, ReleaseCalendarSpec, ReleaseCalendarStatus};
 pub use compact::Compact;
 pub use release::{Release, ReleaseSpec, ReleaseStatus, ReleaseType};
+pub use rules::is_production_stage;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

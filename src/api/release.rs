@@ -182,17 +182,6 @@ fn shared_deployment_message() -> String {
     )
 }
 
-impl Release {
-    /// Whether the release has ended for good: Succeeded or RolledBack. A finished release no
-    /// longer holds the Deployments it drove.
-    pub fn is_finished(&self) -> bool {
-        matches!(
-            self.status.as_ref().and_then(|s| s.phase),
-            Some(ReleasePhase::Succeeded | ReleasePhase::RolledBack)
-        )
-    }
-}
-
 /// The kind of release, per the release guide.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum ReleaseType {

@@ -208,9 +208,7 @@ impl Inner {
     fn waiting(&self, key: &WatchKey) -> Option<Vec<Arc<Release>>> {
         let releases = self.releases.get()?;
         Some(releases.state_filter(|r| {
-            !r.is_finished()
-                && !super::gates::has_started(r)
-                && gates_under(r, key).next().is_some()
+            !r.is_finished() && !r.has_started() && gates_under(r, key).next().is_some()
         }))
     }
 

@@ -35,7 +35,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use caches::{Cache, Caches};
 pub use gate_watch::GateWatches;
-pub use gates::{KnownReleases, built_in_requirements};
+pub use gates::KnownReleases;
 pub use observe::observe;
 
 use crate::api::release::ReleasePhase;
@@ -450,7 +450,7 @@ fn releases_sharing_a_deployment(
             .stages
             .iter()
             .flat_map(|s| {
-                let ns = s.namespace.clone().unwrap_or_else(|| ns.clone());
+                let ns = s.namespace_or(&ns).to_owned();
                 s.deployments.iter().map(move |d| (ns.clone(), d.0.clone()))
             })
             .collect()

@@ -184,7 +184,7 @@ pub fn stage_namespaces(release: &Release, namespace: &str) -> BTreeSet<String> 
         .spec
         .stages
         .iter()
-        .map(|s| s.namespace.clone().unwrap_or_else(|| namespace.to_owned()))
+        .map(|s| s.namespace_or(namespace).to_owned())
         .collect()
 }
 
@@ -231,7 +231,7 @@ async fn deployments(
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for stage in &release.spec.stages {
-        let ns = stage.namespace.as_deref().unwrap_or(namespace);
+        let ns = stage.namespace_or(namespace);
         for name in &stage.deployments {
             if !seen.insert((ns.to_owned(), name.0.clone())) {
                 continue;

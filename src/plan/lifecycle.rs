@@ -1338,11 +1338,7 @@ impl<'a> Planner<'a> {
     /// Records why the release fails, on the stage it failed in, and opens an incident when a
     /// stage after the first (production) was changed.
     fn fail(&mut self, index: usize, cause: Failure) {
-        let touched_production = self.status.stages.iter().skip(1).any(|s| {
-            s.deployments
-                .iter()
-                .any(|d| d.known_good_template.is_some())
-        });
+        let touched_production = self.status.changed_production();
         let Some(stage) = self.status.stages.get_mut(index) else {
             return;
         };
@@ -2020,10 +2016,7 @@ impl<'a> Planner<'a> {
     }
 
     fn stage_namespace(&self, stage: &Stage) -> String {
-        stage
-            .namespace
-            .clone()
-            .unwrap_or_else(|| self.release_namespace.clone())
+        stage.namespace_or(&self.release_namespace).to_owned()
     }
 
     /// `spec.stages[i].namespace` of the spec stage `stage`, or the status entry's field when

@@ -33,6 +33,7 @@ pub(crate) mod duration;
 pub mod jobs;
 pub mod lifecycle;
 pub mod observed;
+pub mod requirements;
 pub mod rollout;
 pub mod standing;
 pub(crate) mod time;

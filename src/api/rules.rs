@@ -1,0 +1,99 @@
+//! The domain rules every layer asks the same way, as methods on the API types: whether a
+//! release has started or finished, which namespace a stage acts in, which stages count as
+//! production. One definition each, so the planner, the controller, the notes and the metrics
+//! never disagree.
+
+use super::release::{
+    Release, ReleaseNotes, ReleasePhase, ReleaseStatus, Stage, StagePhase, StageStatus,
+};
+
+impl Release {
+    /// Whether the release has ended for good: Succeeded or RolledBack. A finished release no
+    /// longer holds the Deployments it drove.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.status.as_ref().and_then(|s| s.phase),
+            Some(ReleasePhase::Succeeded | ReleasePhase::RolledBack)
+        )
+    }
+
+    /// Whether a stage has started according to the stored status: from then on the spec is
+    /// frozen, the requirements keep what they said and the notes are out.
+    pub fn has_started(&self) -> bool {
+        self.status.as_ref().is_some_and(ReleaseStatus::has_started)
+    }
+
+    /// The namespace `stage` acts in: its own, or the Release's.
+    pub fn stage_namespace(&self, stage: &Stage) -> String {
+        stage
+            .namespace_or(self.metadata.namespace.as_deref().unwrap_or_default())
+            .to_owned()
+    }
+}
+
+impl ReleaseStatus {
+    /// Whether any stage has left `Pending`.
+    pub fn has_started(&self) -> bool {
+        self.stages.iter().any(StageStatus::has_started)
+    }
+}
+
+impl StageStatus {
+    /// Whether the stage has left `Pending` (a backup, a rollout or a check began).
+    pub fn has_started(&self) -> bool {
+        self.phase.is_some_and(|p| p != StagePhase::Pending)
+    }
+}
+
+impl Stage {
+    /// The namespace the stage acts in: `spec.stages[].namespace`, or `release_namespace`
+    /// (the Release's own) when unset.
+    pub fn namespace_or<'a>(&'a self, release_namespace: &'a str) -> &'a str {
+        self.namespace.as_deref().unwrap_or(release_namespace)
+    }
+}
+
+/// Whether `index` is a production stage: every stage after the first. The first stage is
+/// staging, where the release is verified before it reaches users.
+pub fn is_production_stage(index: usize) -> bool {
+    index > 0
+}
+
+impl ReleaseNotes {
+    /// Whether the notes list migration steps or state that there are none (a single item
+    /// `none`, in any case). A Major release must do one or the other before staging.
+    pub fn lists_migration_steps(&self) -> bool {
+        self.migration_steps
+            .iter()
+            .any(|step| !step.trim().is_empty())
+    }
+}
+
+impl ReleaseStatus {
+    /// Whether the release has changed production: it captured the known-good state of a
+    /// Deployment in a stage after the first. A failure then opens an incident, and the DORA
+    /// metrics count the release as a change.
+    pub fn changed_production(&self) -> bool {
+        self.stages
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| is_production_stage(*index))
+            .any(|(_, stage)| {
+                stage
+                    .deployments
+                    .iter()
+                    .any(|deployment| deployment.known_good_template.is_some())
+            })
+    }
+}
+
+impl super::release::ConditionStatus {
+    /// The status as Kubernetes writes it in a condition: `True`, `False` or `Unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
