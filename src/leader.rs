@@ -52,7 +52,7 @@ pub enum LeaderError {
         /// The environment variable.
         variable: &'static str,
         /// Why its value is not a duration.
-        source: crate::plan::duration::DurationError,
+        source: crate::api::duration::DurationError,
     },
 }
 
@@ -153,7 +153,7 @@ impl LeaderElectionConfig {
         {
             *timing = match var(variable) {
                 None => default,
-                Some(text) => crate::plan::duration::parse_duration(text.trim())
+                Some(text) => crate::api::duration::parse_duration(text.trim())
                     .map_err(|source| LeaderError::InvalidDuration { variable, source })?,
             };
         }

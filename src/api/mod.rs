@@ -7,6 +7,7 @@
 pub mod approval;
 pub mod calendar;
 mod compact;
+pub mod duration;
 pub mod labels;
 pub mod release;
 mod rules;

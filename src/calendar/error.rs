@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::duration::DurationError;
+use crate::api::duration::DurationError;
 
 /// A problem in a `ReleaseCalendar` spec. The message starts with the field path (for example
 /// `spec.windows[1].rrule`) and says how to fix it, so it can go straight into a condition.

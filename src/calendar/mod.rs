@@ -22,7 +22,6 @@
 //! apps subscribed to it agree.
 
 mod compiled;
-mod duration;
 mod error;
 pub mod ical;
 mod local;
@@ -35,7 +34,6 @@ mod weekly;
 mod tests;
 
 pub use compiled::{CompiledCalendar, Interval, IntervalKind, MAX_OCCURRENCES_PER_QUERY};
-pub use duration::{DurationError, parse_duration};
 pub use error::CalendarError;
 pub use recurrence::MAX_COUNT;
 pub use status::{LOOKAHEAD_DAYS, WindowReason, WindowStatus};

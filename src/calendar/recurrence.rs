@@ -26,10 +26,10 @@ use rrule::{
     Frequency, ParseError, RRule, RRuleError, RRuleSet, Unvalidated, Validated, ValidationError,
 };
 
-use super::duration::parse_duration;
 use super::error::CalendarError;
 use super::local::{WrittenDateTime, local_of, parse_written_date_time, resolve_local};
 use super::schedule::{Coverage, FOREVER, Span};
+use crate::api::duration::parse_duration;
 
 /// The largest COUNT a rule may have: rules with COUNT are iterated from their start.
 pub const MAX_COUNT: u32 = 10_000;

@@ -57,7 +57,6 @@ use super::conditions::{
     self, APPROVED, READY, RECONCILING, REQUIREMENTS_MET, ROLLED_BACK, STALLED, Status,
     WINDOW_OPEN, set_condition,
 };
-use super::duration::{DurationError, parse_duration};
 use super::jobs::{build_job, job_name, set_deadline};
 use super::observed::{JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment};
 use super::rollout::{
@@ -67,6 +66,7 @@ use super::rollout::{
 use super::standing::{Standing, record_standings, standing, standings_of};
 use super::time::from_k8s_time;
 use super::time::{add, to_k8s_time, until};
+use crate::api::duration::{DurationError, parse_duration};
 use crate::api::labels::{
     ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION,
 };

@@ -29,7 +29,6 @@
 
 pub mod action;
 pub mod conditions;
-pub(crate) mod duration;
 pub mod jobs;
 pub mod lifecycle;
 pub mod observed;

@@ -1,4 +1,7 @@
-//! Go-style durations ("90s", "10m", "1h30m", "1.5h"), as written in relman's manifests.
+//! Go-style durations ("90s", "10m", "1h30m", "1.5h"), as written in relman's manifests
+//! (`rolloutTimeout`, Job `timeout`, `bake`, calendar window lengths) and in its settings. One
+//! parser for all of them, a superset of what the CRDs' CEL rules admit, so anything the API
+//! server accepts parses here.
 //!
 //! The grammar is Go's `time.ParseDuration` without the sign: one or more decimal numbers, each
 //! with an optional fraction and a unit (`h`, `m`, `s`, `ms`, `us`/`µs`, `ns`), or a bare `0`.
@@ -62,7 +65,7 @@ pub enum DurationError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use relman::calendar::parse_duration;
+/// use relman::api::duration::parse_duration;
 ///
 /// assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
 /// assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
