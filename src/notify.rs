@@ -516,7 +516,7 @@ impl Notifier {
                 event: kind,
                 delivered: delivery.delivered(),
                 attempts: delivery.attempts,
-                time: crate::plan::time::to_k8s_time(Utc::now()),
+                time: crate::api::time::to_k8s_time(Utc::now()),
                 message: delivery
                     .error
                     .as_ref()

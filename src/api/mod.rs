@@ -7,11 +7,13 @@
 pub mod approval;
 pub mod calendar;
 mod compact;
+pub mod conditions;
 pub mod duration;
 pub mod labels;
 pub mod release;
 mod rules;
 mod schema;
+pub mod time;
 
 pub use approval::{Decision, ReleaseApproval, ReleaseApprovalSpec};
 pub use calendar::{ReleaseCalendar, ReleaseCalendarSpec, ReleaseCalendarStatus};

@@ -21,6 +21,7 @@
 //! prescribes and what the `rrule` crate does, so relman, its iCalendar feed and the calendar
 //! apps subscribed to it agree.
 
+pub mod board;
 mod compiled;
 mod error;
 pub mod ical;

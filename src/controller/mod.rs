@@ -11,13 +11,13 @@
 //! Events, the `spec.notify` notifications of the reconcile's transitions go out in the
 //! background ([`crate::notify`]).
 
-mod caches;
 pub mod calendar;
 mod gate_watch;
 mod gates;
 mod memo;
 mod notes;
 mod observe;
+mod stores;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,10 +33,10 @@ use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
-use caches::{Cache, Caches};
 pub use gate_watch::GateWatches;
 pub use gates::KnownReleases;
 pub use observe::observe;
+use stores::{Cache, Caches};
 
 use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval, ReleaseCalendar, ReleaseStatus};

@@ -1,6 +1,6 @@
 //! Observe: read everything the planner needs for one Release.
 //!
-//! Most of it comes from the controller's watch caches ([`super::caches`]); the API is asked
+//! Most of it comes from the controller's watch caches ([`super::stores`]); the API is asked
 //! only for what a cache does not hold yet (a Deployment relman has not driven, or one whose
 //! cached copy is older than relman's own last write of it), and for the pods of a rollout or
 //! Job that has run for [`POD_CHECK_DELAY`](super::memo::POD_CHECK_DELAY), then at a pace that slows the longer it runs
@@ -17,9 +17,9 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use super::Context;
-use super::caches::Caches;
 use super::gates::{self, KnownReleases};
 use super::memo::PodCheckDue;
+use super::stores::Caches;
 use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval};
 use crate::error::{Error, Result};

@@ -53,10 +53,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::action::{Action, EventType, JobKind, Plan, PlannedEvent};
-use super::conditions::{
-    self, APPROVED, READY, RECONCILING, REQUIREMENTS_MET, ROLLED_BACK, STALLED, Status,
-    WINDOW_OPEN, set_condition,
-};
 use super::jobs::{build_job, job_name, set_deadline};
 use super::observed::{JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment};
 use super::rollout::{
@@ -64,8 +60,10 @@ use super::rollout::{
     runs_known_good, runs_release_images,
 };
 use super::standing::{Standing, record_standings, standing, standings_of};
-use super::time::from_k8s_time;
-use super::time::{add, to_k8s_time, until};
+use crate::api::conditions::{
+    self, APPROVED, READY, RECONCILING, REQUIREMENTS_MET, ROLLED_BACK, STALLED, Status,
+    WINDOW_OPEN, set_condition,
+};
 use crate::api::duration::{DurationError, parse_duration};
 use crate::api::labels::{
     ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION,
@@ -74,6 +72,8 @@ use crate::api::release::{
     ApprovalRecord, DeploymentStatus, Failure, HistoryEntry, IncidentStatus, JobCheck, JobStatus,
     ReleasePhase, Stage, StagePhase, StageStatus,
 };
+use crate::api::time::from_k8s_time;
+use crate::api::time::{add, to_k8s_time, until};
 use crate::api::{Compact, Decision, ReleaseSpec, ReleaseStatus};
 
 /// `JobStatus.result` of a Job that has not finished.
@@ -1009,7 +1009,7 @@ impl<'a> Planner<'a> {
                         .rollout_started_at
                         .as_ref()
                         .or(self.status.stages[index].started_at.as_ref())
-                        .map(super::time::from_k8s_time)
+                        .map(crate::api::time::from_k8s_time)
                         .unwrap_or(self.now);
                     let deadline = add(started, timeout);
                     if deadline <= self.now {

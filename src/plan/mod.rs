@@ -28,14 +28,12 @@
 //! until the capture is read back from the stored status.
 
 pub mod action;
-pub mod conditions;
 pub mod jobs;
 pub mod lifecycle;
 pub mod observed;
 pub mod requirements;
 pub mod rollout;
 pub mod standing;
-pub(crate) mod time;
 
 #[cfg(test)]
 mod proptests;

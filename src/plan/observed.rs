@@ -11,12 +11,12 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
 
-use super::time::from_k8s_time;
 use crate::api::labels::{
     ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_DRIVEN_BY, ANNOTATION_KNOWN_GOOD_RELEASE,
     ANNOTATION_REVISION, LABEL_RELEASE_UID,
 };
 use crate::api::release::RequirementStatus;
+use crate::api::time::from_k8s_time;
 use crate::api::{Decision, Release, ReleaseApproval};
 
 /// Everything the planner may look at for one Release at one moment.
@@ -585,7 +585,7 @@ mod tests {
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    use crate::plan::time::to_k8s_time;
+    use crate::api::time::to_k8s_time;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(secs, 0).unwrap()

@@ -109,7 +109,7 @@ pub fn judge_pod_problems(
     grace: std::time::Duration,
     now: DateTime<Utc>,
 ) -> PodProblems<'_> {
-    let deadline = |p: &PodProblem| super::time::add(p.since, grace);
+    let deadline = |p: &PodProblem| crate::api::time::add(p.since, grace);
     if let Some(lasting) = problems.iter().find(|p| deadline(p) <= now) {
         return PodProblems::Lasting(lasting);
     }

@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use super::action::EventType;
-use super::conditions::{DRIFTED, SUPERSEDED, Status, find_condition, set_condition};
 use super::observed::{ObservedDeployment, template_images};
 use super::rollout::runs_release_images;
 use crate::api::ReleaseSpec;
+use crate::api::conditions::{DRIFTED, SUPERSEDED, Status, find_condition, set_condition};
 use crate::api::release::{ImageSpec, ReleaseStatus};
 
 /// How a Deployment a release changed stands now.

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::action::{Action, EventType, JobKind, Plan};
-use super::conditions::find_condition;
 use super::observed::{GateState, NamespaceConsent, PodProblemReason};
 use super::sim::*;
+use crate::api::conditions::find_condition;
 use crate::api::release::DeploymentName;
 use crate::api::release::{ReleasePhase, StagePhase};
 use crate::api::{Decision, ReleaseSpec};

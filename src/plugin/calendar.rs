@@ -16,8 +16,8 @@ use kube::api::{Api, ListParams};
 use crate::api::calendar::CalendarRelease;
 use crate::api::release::ReleaseType;
 use crate::api::{ReleaseCalendar, ReleaseCalendarStatus};
+use crate::calendar::board::rows::calendar_rows;
 use crate::calendar::{CompiledCalendar, Interval, IntervalKind, WindowStatus};
-use crate::controller::calendar::rows::calendar_rows;
 
 use super::table::Table;
 use super::{PluginError, Session};

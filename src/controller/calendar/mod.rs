@@ -15,10 +15,7 @@
 //!   computed from a stale read is rejected (409) instead of overwriting a newer one. Only the
 //!   replica holding the leader Lease writes ([`crate::leader`]).
 
-mod cache;
-pub mod conflicts;
-pub mod rows;
-pub mod status;
+mod feed;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,15 +31,15 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
-pub use cache::{CalendarCache, FEED_DAYS_AHEAD, FEED_DAYS_BACK};
+pub use feed::{CalendarCache, FEED_DAYS_AHEAD, FEED_DAYS_BACK};
 
 use crate::api::{Release, ReleaseCalendar, ReleaseCalendarStatus};
 use crate::k8s::status::{StatusWrite, apply_status};
 use crate::leader::Leadership;
 use crate::metrics::{ControllerKind, Metrics, WriteKind};
 
-use self::rows::release_key;
-use self::status::{DesiredStatus, desired_status, status_patch};
+use crate::calendar::board::rows::release_key;
+use crate::calendar::board::status::{DesiredStatus, desired_status, status_patch};
 
 /// How long a reconcile waits for the Release watch to list every Release once.
 const RELEASES_READY_TIMEOUT: Duration = Duration::from_secs(10);

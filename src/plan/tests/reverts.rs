@@ -3,7 +3,7 @@
 //! Release object.
 
 use super::*;
-use crate::plan::conditions::{DRIFTED, ROLLED_BACK, SUPERSEDED};
+use crate::api::conditions::{DRIFTED, ROLLED_BACK, SUPERSEDED};
 use crate::plan::observed::JobState;
 use crate::plan::plan_standing;
 
@@ -348,7 +348,7 @@ fn a_job_stops_running_when_its_check_times_out() {
 fn sign_offs_belong_to_one_release_object() {
     let mut world = staging_verified();
     let created = world.now;
-    world.release.metadata.creation_timestamp = Some(crate::plan::time::to_k8s_time(created));
+    world.release.metadata.creation_timestamp = Some(crate::api::time::to_k8s_time(created));
     world.advance(60);
     // Another object's sign-off, and one older than this object, do not count.
     world.decide("production", "alice", VERSION, Decision::Approved);

@@ -10,7 +10,7 @@ use crate::api::{Release, ReleaseCalendar};
 use crate::calendar::CompiledCalendar;
 use crate::calendar::ical::{self, Feed};
 
-use super::rows::calendar_rows;
+use crate::calendar::board::rows::calendar_rows;
 
 /// How far back the feed lists window and freeze occurrences.
 pub const FEED_DAYS_BACK: i64 = 30;

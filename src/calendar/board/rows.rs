@@ -250,7 +250,7 @@ pub(super) mod tests {
 
     use super::*;
 
-    pub(in crate::controller::calendar) fn release(
+    pub(in crate::calendar::board) fn release(
         namespace: &str,
         name: &str,
         application: &str,
@@ -282,7 +282,7 @@ pub(super) mod tests {
         release
     }
 
-    pub(in crate::controller::calendar) fn entry(
+    pub(in crate::calendar::board) fn entry(
         name: &str,
         application: &str,
         version: Option<&str>,

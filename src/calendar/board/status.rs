@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::conditions::{READY, STALLED, Status, set_condition};
 use crate::api::release::ReleaseType;
 use crate::api::{Release, ReleaseCalendar, ReleaseCalendarStatus};
 use crate::calendar::{CalendarError, CompiledCalendar, LOOKAHEAD_DAYS, WindowStatus};
-use crate::plan::conditions::{READY, STALLED, Status, set_condition};
 
 use super::conflicts::conflicts;
 use super::rows::calendar_rows;
