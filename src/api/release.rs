@@ -4,12 +4,12 @@ use k8s_openapi::api::batch::v1::JobTemplateSpec;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
-use super::Compact;
+use super::compact::Compact;
 use super::schema::{
-    DNS_LABEL, DURATION, SEMVER, conditions_schema, job_template_schema, notifications_schema,
+    DNS_LABEL, DURATION, SEMVER, conditions_schema, job_template_schema,
     preserve_unknown_object_opt,
 };
 
@@ -759,4 +759,15 @@ pub struct HistoryEntry {
     /// Details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Notification results as a list keyed by receiver and event.
+fn notifications_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<NotificationStatus>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["target", "event"]),
+    );
+    schema
 }

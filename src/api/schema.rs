@@ -23,17 +23,6 @@ pub fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
     schema
 }
 
-/// Notification results as a list keyed by receiver and event.
-pub fn notifications_schema(generator: &mut SchemaGenerator) -> Schema {
-    let mut schema = generator.subschema_for::<Vec<crate::api::release::NotificationStatus>>();
-    schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert(
-        "x-kubernetes-list-map-keys".into(),
-        serde_json::json!(["target", "event"]),
-    );
-    schema
-}
-
 /// An embedded Kubernetes object (a Job or pod template) kept without its full schema: the
 /// full PodSpec schema would make the CRD too large to store. The API server validates it
 /// when relman creates the object; relman reports a rejection as a Stalled condition.

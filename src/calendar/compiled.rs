@@ -9,7 +9,7 @@ use crate::api::release::ReleaseType;
 use super::error::CalendarError;
 use super::local::{parse_time_zone, parse_written_date_time};
 use super::recurrence::{Recurrence, RecurrenceFields};
-use super::schedule::{FOREVER, Schedule, Span};
+use super::schedule::{Coverage, FOREVER, Span};
 use super::weekly::WeeklySchedule;
 
 /// The most occurrences one window or freeze may contribute to one query (a status or an
@@ -284,3 +284,29 @@ fn one_off_freeze(
         end: end_instant,
     })
 }
+
+/// When a window is open or a freeze holds.
+#[derive(Clone, Debug)]
+pub(crate) enum Schedule {
+    /// An RRULE with a duration.
+    Recurring(Box<Recurrence>),
+    /// Days of the week with a local time range.
+    Weekly(WeeklySchedule),
+    /// One span: a freeze with a start and an optional end.
+    Once(Span),
+}
+
+impl Schedule {
+    /// The spans overlapping `[from, to)`, examining at most `budget` occurrences.
+    pub(crate) fn spans(&self, from: DateTime<Utc>, to: DateTime<Utc>, budget: usize) -> Coverage {
+        match self {
+            Self::Recurring(recurrence) => recurrence.spans(from, to, budget),
+            Self::Weekly(weekly) => weekly.spans(from, to, budget),
+            Self::Once(span) => {
+                let spans = span.overlaps(from, to).then_some(*span);
+                Coverage::complete(spans.into_iter().collect())
+            }
+        }
+    }
+}
+

@@ -1,9 +1,7 @@
-//! Spans of time and the schedules that produce them.
+//! Spans of time: what a schedule produces (see `compiled::Schedule`), merged and searched.
 
 use chrono::{DateTime, Utc};
 
-use super::recurrence::Recurrence;
-use super::weekly::WeeklySchedule;
 
 /// The end of a span that never ends (a freeze with a start and no end).
 pub(crate) const FOREVER: DateTime<Utc> = DateTime::<Utc>::MAX_UTC;
@@ -40,31 +38,6 @@ impl Coverage {
         Self {
             spans,
             complete_until: FOREVER,
-        }
-    }
-}
-
-/// When a window is open or a freeze holds.
-#[derive(Clone, Debug)]
-pub(crate) enum Schedule {
-    /// An RRULE with a duration.
-    Recurring(Box<Recurrence>),
-    /// Days of the week with a local time range.
-    Weekly(WeeklySchedule),
-    /// One span: a freeze with a start and an optional end.
-    Once(Span),
-}
-
-impl Schedule {
-    /// The spans overlapping `[from, to)`, examining at most `budget` occurrences.
-    pub(crate) fn spans(&self, from: DateTime<Utc>, to: DateTime<Utc>, budget: usize) -> Coverage {
-        match self {
-            Self::Recurring(recurrence) => recurrence.spans(from, to, budget),
-            Self::Weekly(weekly) => weekly.spans(from, to, budget),
-            Self::Once(span) => {
-                let spans = span.overlaps(from, to).then_some(*span);
-                Coverage::complete(spans.into_iter().collect())
-            }
         }
     }
 }

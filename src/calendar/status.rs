@@ -148,7 +148,7 @@ impl Timeline {
             .and_then(|ahead| now.checked_add_signed(ahead))
             .unwrap_or(FOREVER);
         let mut known_until = horizon;
-        let mut collect = |index: usize, schedule: &super::schedule::Schedule| {
+        let mut collect = |index: usize, schedule: &super::compiled::Schedule| {
             let coverage = schedule.spans(now, horizon, MAX_OCCURRENCES_PER_QUERY);
             known_until = known_until.min(coverage.complete_until);
             Tagged {

@@ -6,7 +6,8 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use super::{PluginError, Session, get_release, merge_patch_release};
+use super::error::PluginError;
+use super::session::{Session, get_release, merge_patch_release};
 
 /// The arguments of `kubectl relman abort`.
 #[derive(Debug, Clone, Args)]

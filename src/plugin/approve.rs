@@ -10,7 +10,8 @@ use kube::api::{Api, PostParams};
 
 use crate::api::{Decision, Release, ReleaseApproval, ReleaseApprovalSpec};
 
-use super::{PluginError, Session, get_release};
+use super::error::PluginError;
+use super::session::{Session, get_release};
 
 /// The longest name of a Kubernetes object (a DNS subdomain).
 const MAX_NAME: usize = 253;

@@ -20,7 +20,8 @@ use crate::calendar::board::rows::calendar_rows;
 use crate::calendar::{CompiledCalendar, Interval, IntervalKind, WindowStatus};
 
 use super::table::Table;
-use super::{PluginError, Session};
+use super::error::PluginError;
+use super::session::Session;
 
 /// The arguments of `kubectl relman calendar`.
 #[derive(Debug, Clone, Args)]

@@ -6,7 +6,8 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use super::{PluginError, Session, merge_patch_release};
+use super::error::PluginError;
+use super::session::{Session, merge_patch_release};
 
 /// The arguments of `kubectl relman incident`.
 #[derive(Debug, Clone, Args)]

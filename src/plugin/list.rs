@@ -9,7 +9,8 @@ use kube::api::{Api, ListParams};
 use crate::api::Release;
 
 use super::table::Table;
-use super::{PluginError, Session, age};
+use super::error::PluginError;
+use super::session::{Session, age};
 
 /// The arguments of `kubectl relman list`.
 #[derive(Debug, Clone, Args)]

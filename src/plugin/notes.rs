@@ -10,7 +10,8 @@ use kube::api::Api;
 
 use crate::notes;
 
-use super::{PluginError, Session, get_release};
+use super::error::PluginError;
+use super::session::{Session, get_release};
 
 /// The arguments of `kubectl relman notes`.
 #[derive(Debug, Clone, Args)]

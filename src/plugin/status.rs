@@ -10,7 +10,8 @@ use crate::api::Release;
 use crate::api::release::{JobStatus, ReleaseStatus, StageStatus};
 
 use super::table::Table;
-use super::{PluginError, Session, get_release};
+use super::error::PluginError;
+use super::session::{Session, get_release};
 
 /// How to print the release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
