@@ -71,7 +71,10 @@ fn every_top_level_module_has_a_layer() {
          to docs/design-decisions.md and to the README's layout"
     );
     let stale: Vec<&&str> = LAYERS.iter().filter(|m| !top.contains(*m)).collect();
-    assert!(stale.is_empty(), "LAYERS names modules that do not exist: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "LAYERS names modules that do not exist: {stale:?}"
+    );
 }
 
 #[test]
@@ -179,9 +182,18 @@ fn the_checker_sees_a_back_import_and_a_cycle() {
         graph.entry(from).or_default().insert(to);
     }
     assert_eq!(cycles(&graph, 3).len(), 1);
-    assert!(contains_path("let c = kube::Client::try_default();", "kube::Client"));
-    assert!(!contains_path("// kube::Client in a comment", "kube::Client"));
-    assert!(!contains_path("\"kube::Client in a string\"", "kube::Client"));
+    assert!(contains_path(
+        "let c = kube::Client::try_default();",
+        "kube::Client"
+    ));
+    assert!(!contains_path(
+        "// kube::Client in a comment",
+        "kube::Client"
+    ));
+    assert!(!contains_path(
+        "\"kube::Client in a string\"",
+        "kube::Client"
+    ));
 }
 
 fn module(path: &[&str], code: &str) -> Module {
@@ -212,7 +224,10 @@ fn modules() -> Vec<Module> {
             let text = std::fs::read_to_string(&file).unwrap();
             Module {
                 path,
-                file: file.strip_prefix(root.parent().unwrap()).unwrap().to_owned(),
+                file: file
+                    .strip_prefix(root.parent().unwrap())
+                    .unwrap()
+                    .to_owned(),
                 code: strip(&without_test_modules(&text)),
             }
         })
@@ -221,10 +236,8 @@ fn modules() -> Vec<Module> {
     let test_only: Vec<Vec<String>> = modules
         .iter()
         .flat_map(|m| {
-            let text = std::fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(&m.file),
-            )
-            .unwrap();
+            let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(&m.file))
+                .unwrap();
             test_declarations(&text)
                 .into_iter()
                 .map(|name| {
@@ -235,9 +248,7 @@ fn modules() -> Vec<Module> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    modules.retain(|m| {
-        !m.path.is_empty() && !test_only.iter().any(|t| m.path.starts_with(t))
-    });
+    modules.retain(|m| !m.path.is_empty() && !test_only.iter().any(|t| m.path.starts_with(t)));
     modules
 }
 
@@ -323,8 +334,7 @@ fn strip(code: &str) -> String {
                 i += 1;
             }
             i += 2;
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !ident_before(&bytes, i)
-        {
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !ident_before(&bytes, i) {
             // A raw string: r"...", r#"..."#.
             let mut j = i + 1;
             let mut hashes = 0;
@@ -399,14 +409,11 @@ fn paths(code: &str, children: &[&str]) -> Vec<Vec<String>> {
     let chars: Vec<char> = code.chars().collect();
     let mut i = 0;
     while i < chars.len() {
-        let starts = ["crate", "super", "self"]
-            .iter()
-            .chain(children)
-            .find(|w| {
-                matches_at(&chars, i, w)
-                    && !ident_before(&chars, i)
-                    && !(i >= 2 && chars[i - 1] == ':' && chars[i - 2] == ':')
-            });
+        let starts = ["crate", "super", "self"].iter().chain(children).find(|w| {
+            matches_at(&chars, i, w)
+                && !ident_before(&chars, i)
+                && !(i >= 2 && chars[i - 1] == ':' && chars[i - 2] == ':')
+        });
         if let Some(word) = starts {
             let prefix = if ["crate", "super", "self"].contains(word) {
                 vec![(*word).to_owned()]
@@ -489,7 +496,10 @@ fn tree(chars: &[char], mut at: usize, prefix: Vec<String>) -> (Vec<Vec<String>>
                         let n = skip_ws(m);
                         if matches_at(chars, n, "as") {
                             m = skip_ws(n + 2);
-                            while chars.get(m).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+                            while chars
+                                .get(m)
+                                .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+                            {
                                 m += 1;
                             }
                         }

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 
-
 /// The end of a span that never ends (a freeze with a start and no end).
 pub(crate) const FOREVER: DateTime<Utc> = DateTime::<Utc>::MAX_UTC;
 

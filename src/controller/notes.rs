@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::Context;
+use super::context::Context;
 use crate::api::{Release, ReleaseStatus};
 use crate::error::{Error, Result};
 

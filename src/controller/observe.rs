@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use super::Context;
+use super::context::Context;
 use super::gates::{self, KnownReleases};
 use super::memo::PodCheckDue;
 use super::stores::Caches;

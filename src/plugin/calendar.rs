@@ -19,9 +19,9 @@ use crate::api::{ReleaseCalendar, ReleaseCalendarStatus};
 use crate::calendar::board::rows::calendar_rows;
 use crate::calendar::{CompiledCalendar, Interval, IntervalKind, WindowStatus};
 
-use super::table::Table;
 use super::error::PluginError;
 use super::session::Session;
+use super::table::Table;
 
 /// The arguments of `kubectl relman calendar`.
 #[derive(Debug, Clone, Args)]

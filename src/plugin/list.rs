@@ -8,9 +8,9 @@ use kube::api::{Api, ListParams};
 
 use crate::api::Release;
 
-use super::table::Table;
 use super::error::PluginError;
 use super::session::{Session, age};
+use super::table::Table;
 
 /// The arguments of `kubectl relman list`.
 #[derive(Debug, Clone, Args)]

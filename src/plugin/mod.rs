@@ -21,7 +21,6 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-
 pub use error::PluginError;
 pub use session::{GlobalArgs, Session, age, get_release, merge_patch_release};
 

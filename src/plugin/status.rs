@@ -9,9 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::Release;
 use crate::api::release::{JobStatus, ReleaseStatus, StageStatus};
 
-use super::table::Table;
 use super::error::PluginError;
 use super::session::{Session, get_release};
+use super::table::Table;
 
 /// How to print the release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
