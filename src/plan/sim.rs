@@ -514,7 +514,8 @@ pub fn set_image_by_hand(d: &mut ObservedDeployment, image: &str) {
     {
         first.image = Some(image.into());
     }
-    d.generation += 1;
+    // A template change starts a rollout, whoever makes it.
+    start_rollout(d);
 }
 
 /// Release `driver` (`namespace/name`) rolls out to `d`: each container runs `image(name)`.
@@ -528,5 +529,5 @@ pub fn roll_out_by(d: &mut ObservedDeployment, driver: &str, image: impl Fn(&str
         container.image = Some(image(&container.name));
     }
     d.driven_by = Some(driver.into());
-    d.generation += 1;
+    start_rollout(d);
 }
