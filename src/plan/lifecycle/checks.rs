@@ -1,0 +1,586 @@
+//! The checks of a stage: backup and smoke-test Jobs, the known-good capture, the rollout,
+//! bake time and the known-good mark.
+
+use std::time::Duration;
+
+use crate::api::Compact;
+use crate::api::labels::{ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION};
+use crate::api::release::{DeploymentStatus, JobCheck, JobStatus, Stage};
+use crate::api::time::from_k8s_time;
+use crate::api::time::{add, to_k8s_time};
+use crate::plan::action::{Action, EventType, JobKind};
+use crate::plan::jobs::{build_job, job_name, set_deadline};
+use crate::plan::observed::{JobState, Observed, ObservedDeployment};
+use crate::plan::rollout::{
+    PodProblems, RolloutProgress, images_to_roll_out, judge_pod_problems, rollout_progress,
+    runs_release_images,
+};
+
+use super::planner::{
+    Check, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, Outcome, Planner, StageTimeouts, failure, human,
+    progressing_reason,
+};
+
+impl<'a> Planner<'a> {
+    /// The backup or smoke-test Job of the current attempt: create it, wait for it, judge it.
+    pub(super) fn job_check(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        kind: JobKind,
+        check: &JobCheck,
+        timeout: Duration,
+    ) -> Check {
+        let namespace = self.stage_namespace(stage);
+        let attempt = self.status.stages[index].attempt.unwrap_or(1);
+        let name = job_name(&self.release_name, &stage.name, kind, attempt);
+        let what = match kind {
+            JobKind::Backup => "backup",
+            JobKind::SmokeTest => "smoke test",
+        };
+        let (succeeded, failed, timed_out) = match kind {
+            JobKind::Backup => ("BackupSucceeded", "BackupFailed", "BackupTimedOut"),
+            JobKind::SmokeTest => ("SmokeTestSucceeded", "SmokeTestFailed", "SmokeTestTimedOut"),
+        };
+        let recorded = self.job_status(index, kind).clone();
+        if recorded
+            .as_ref()
+            .is_some_and(|r| r.name == name && r.result.as_deref() == Some(JOB_SUCCEEDED))
+        {
+            // The result outlives the Job (which a TTL may have deleted).
+            return Check::Passed;
+        }
+        let set_result = |planner: &mut Self, result: &str, message: Option<String>| {
+            *planner.job_status(index, kind) = Some(JobStatus {
+                name: name.clone(),
+                result: Some(result.to_owned()),
+                message,
+            });
+        };
+        let Some(job) = self.observed.job(&namespace, &name) else {
+            set_result(self, JOB_RUNNING, None);
+            let mut job = build_job(
+                &self.observed.release,
+                &stage.name,
+                &namespace,
+                kind,
+                attempt,
+                &check.template.get(),
+            );
+            set_deadline(&mut job, timeout);
+            self.action = Action::CreateJob {
+                kind,
+                stage: stage.name.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                job: Box::new(job),
+            };
+            return Check::Waiting(Outcome::progressing(
+                &stage.name,
+                progressing_reason(kind),
+                format!(
+                    "stage {}: starting the {what} Job {namespace}/{name}",
+                    stage.name
+                ),
+            ));
+        };
+        if job.release_uid.as_deref() != self.observed.release.metadata.uid.as_deref() {
+            // A Job of another Release object of the same name (one deleted and created
+            // again): never counted, never reused. The stage goes on under the next attempt's
+            // Job names.
+            let next = attempt.saturating_add(1);
+            self.status.stages[index].attempt = Some(next);
+            *self.job_status(index, kind) = None;
+            self.requeue_now = true;
+            self.record(
+                EventType::Warning,
+                "JobOfAnotherRelease",
+                Some(&stage.name),
+                format!(
+                    "stage {}: Job {namespace}/{name} belongs to another Release object of this name (uid {}); it is not counted, and the stage goes on with attempt {next}",
+                    stage.name,
+                    job.release_uid.as_deref().unwrap_or("none")
+                ),
+            );
+            return Check::Waiting(Outcome::progressing(
+                &stage.name,
+                progressing_reason(kind),
+                format!(
+                    "stage {}: Job {namespace}/{name} belongs to another Release object; starting attempt {next}",
+                    stage.name
+                ),
+            ));
+        }
+        match &job.state {
+            JobState::Succeeded => {
+                set_result(self, JOB_SUCCEEDED, None);
+                self.record(
+                    EventType::Normal,
+                    succeeded,
+                    Some(&stage.name),
+                    format!("stage {}: the {what} Job {name} succeeded", stage.name),
+                );
+                Check::Passed
+            }
+            JobState::Failed { reason, message } => {
+                let text = format!(
+                    "the {what} Job {namespace}/{name} failed ({reason}){}",
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {message}")
+                    }
+                );
+                set_result(self, JOB_FAILED, Some(text.clone()));
+                Check::Failed(failure(failed, text))
+            }
+            JobState::Running { since } => {
+                let deadline = add(*since, timeout);
+                if deadline <= self.now {
+                    let text = format!(
+                        "the {what} Job {namespace}/{name} did not finish within {}",
+                        human(timeout)
+                    );
+                    set_result(self, JOB_FAILED, Some(text.clone()));
+                    return Check::Failed(failure(timed_out, text));
+                }
+                let grace = self.observed.config.pod_problem_grace;
+                match judge_pod_problems(&job.pod_problems, grace, self.now) {
+                    PodProblems::Lasting(problem) => {
+                        let text = format!(
+                            "the {what} Job {namespace}/{name}: pod {} has been {} for {}: {}",
+                            problem.pod,
+                            problem.reason,
+                            human(grace),
+                            problem.message
+                        );
+                        set_result(self, JOB_FAILED, Some(text.clone()));
+                        return Check::Failed(failure(problem.reason.as_str(), text));
+                    }
+                    PodProblems::GraceUntil(at) => self.requeue_at(at),
+                    PodProblems::None => {}
+                }
+                set_result(self, JOB_RUNNING, None);
+                self.requeue_at(deadline);
+                Check::Waiting(Outcome::progressing(
+                    &stage.name,
+                    progressing_reason(kind),
+                    format!(
+                        "stage {}: waiting for the {what} Job {namespace}/{name}",
+                        stage.name
+                    ),
+                ))
+            }
+        }
+    }
+
+    pub(super) fn job_status(&mut self, index: usize, kind: JobKind) -> &mut Option<JobStatus> {
+        let stage = &mut self.status.stages[index];
+        match kind {
+            JobKind::Backup => &mut stage.backup,
+            JobKind::SmokeTest => &mut stage.smoke_test,
+        }
+    }
+
+    /// Captures the known-good state, then rolls the Deployments out one at a time.
+    pub(super) fn roll_out_stage(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        timeout: Duration,
+    ) -> Check {
+        let namespace = self.stage_namespace(stage);
+        if let Some(outcome) = self.capture_known_good(index, stage, &namespace) {
+            return Check::Waiting(outcome);
+        }
+        for deployment in &stage.deployments {
+            let name = deployment.0.as_str();
+            let observed = match self.deployment_to_change(stage, &namespace, name) {
+                Ok(observed) => observed,
+                Err(blocked) => return Check::Waiting(blocked),
+            };
+            if !runs_release_images(&observed.template, &self.spec.images) {
+                if !self.capture_is_persisted(&stage.name, &namespace, name) {
+                    // Defensive: never send a rollout before its capture is persisted.
+                    self.requeue_now = true;
+                    return Check::Waiting(Outcome::progressing(
+                        &stage.name,
+                        "CapturingKnownGood",
+                        format!("stage {}: recording the known-good state", stage.name),
+                    ));
+                }
+                self.action = Action::RollOut {
+                    stage: stage.name.clone(),
+                    namespace: namespace.clone(),
+                    deployment: name.to_owned(),
+                    images: images_to_roll_out(&observed.template, &self.spec.images),
+                };
+                return Check::Waiting(Outcome::progressing(
+                    &stage.name,
+                    "RollingOut",
+                    format!("stage {}: rolling out {namespace}/{name}", stage.name),
+                ));
+            }
+            match rollout_progress(observed) {
+                RolloutProgress::Complete => {
+                    if let Some(status) = self.deployment_status(index, &namespace, name) {
+                        status.rolled_out_revision = observed.revision.clone();
+                    }
+                }
+                RolloutProgress::DeadlineExceeded(message) => {
+                    return Check::Failed(failure("ProgressDeadlineExceeded", message));
+                }
+                RolloutProgress::InProgress(progress) => {
+                    let grace = self.observed.config.pod_problem_grace;
+                    match judge_pod_problems(&observed.pod_problems, grace, self.now) {
+                        PodProblems::Lasting(problem) => {
+                            return Check::Failed(failure(
+                                problem.reason.as_str(),
+                                format!(
+                                    "rollout of {namespace}/{name}: pod {} has been {} for {}: {}",
+                                    problem.pod,
+                                    problem.reason,
+                                    human(grace),
+                                    problem.message
+                                ),
+                            ));
+                        }
+                        PodProblems::GraceUntil(at) => self.requeue_at(at),
+                        PodProblems::None => {}
+                    }
+                    let started = self.status.stages[index]
+                        .rollout_started_at
+                        .as_ref()
+                        .or(self.status.stages[index].started_at.as_ref())
+                        .map(crate::api::time::from_k8s_time)
+                        .unwrap_or(self.now);
+                    let deadline = add(started, timeout);
+                    if deadline <= self.now {
+                        return Check::Failed(failure(
+                            "RolloutTimedOut",
+                            format!(
+                                "the rollout of stage {} did not complete within {}: {progress}",
+                                stage.name,
+                                human(timeout)
+                            ),
+                        ));
+                    }
+                    self.requeue_at(deadline);
+                    return Check::Waiting(Outcome::progressing(
+                        &stage.name,
+                        "RollingOut",
+                        format!(
+                            "stage {}: waiting for the rollout of {namespace}/{name}",
+                            stage.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Check::Passed
+    }
+
+    /// Records each Deployment's pod template and revision before the stage changes anything.
+    /// A Deployment whose state is already captured is never captured again: after a restart
+    /// it may already run the new template. Returns where the release is when it captured.
+    pub(super) fn capture_known_good(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        namespace: &str,
+    ) -> Option<Outcome> {
+        let missing: Vec<&str> = stage
+            .deployments
+            .iter()
+            .map(|d| d.0.as_str())
+            .filter(|name| {
+                !self.status.stages[index].deployments.iter().any(|d| {
+                    d.namespace == namespace && d.name == *name && d.known_good_template.is_some()
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let mut captured = Vec::new();
+        for name in missing {
+            let observed = match self.deployment_to_change(stage, namespace, name) {
+                Ok(observed) => observed,
+                Err(blocked) => return Some(blocked),
+            };
+            // Known-good is per Deployment and per release: a Deployment another stage of
+            // this release captured keeps the state it had before the release touched it.
+            let earlier = self
+                .status
+                .stages
+                .iter()
+                .flat_map(|s| &s.deployments)
+                .find(|d| {
+                    d.namespace == namespace && d.name == name && d.known_good_template.is_some()
+                });
+            captured.push(match earlier {
+                Some(earlier) => DeploymentStatus {
+                    rolled_out_revision: None,
+                    restored_revision: None,
+                    left_alone: None,
+                    ..earlier.clone()
+                },
+                None => DeploymentStatus {
+                    name: name.to_owned(),
+                    namespace: namespace.to_owned(),
+                    known_good_revision: observed.revision.clone(),
+                    known_good_template: Some(Compact::new(&observed.template)),
+                    rolled_out_revision: None,
+                    restored_revision: None,
+                    known_good_driver: observed.driven_by.clone().filter(|d| *d != self.me),
+                    left_alone: None,
+                },
+            });
+        }
+        let status = &mut self.status.stages[index];
+        for capture in captured {
+            match status
+                .deployments
+                .iter_mut()
+                .find(|d| d.namespace == capture.namespace && d.name == capture.name)
+            {
+                Some(existing) => *existing = capture,
+                None => status.deployments.push(capture),
+            }
+        }
+        if status.rollout_started_at.is_none() {
+            status.rollout_started_at = Some(to_k8s_time(self.now));
+        }
+        // The rollout waits for this status to be persisted; look again right after.
+        self.requeue_now = true;
+        Some(Outcome::progressing(
+            &stage.name,
+            "CapturingKnownGood",
+            format!(
+                "stage {}: recorded the known-good state of its Deployments before rolling out",
+                stage.name
+            ),
+        ))
+    }
+
+    /// Pods of the stage's Deployments that cannot start fail it during verification too
+    /// (e.g. a crash loop that began after the rollout completed).
+    pub(super) fn pods_start_after_rollout(
+        &mut self,
+        _index: usize,
+        stage: &Stage,
+        _timeouts: StageTimeouts,
+    ) -> Check {
+        let namespace = self.stage_namespace(stage);
+        let grace = self.observed.config.pod_problem_grace;
+        for deployment in &stage.deployments {
+            let Some(observed) = self.observed.deployment(&namespace, &deployment.0) else {
+                continue;
+            };
+            match judge_pod_problems(&observed.pod_problems, grace, self.now) {
+                PodProblems::Lasting(problem) => {
+                    return Check::Failed(failure(
+                        problem.reason.as_str(),
+                        format!(
+                            "{namespace}/{}: pod {} has been {} for {}: {}",
+                            deployment.0,
+                            problem.pod,
+                            problem.reason,
+                            human(grace),
+                            problem.message
+                        ),
+                    ));
+                }
+                PodProblems::GraceUntil(at) => self.requeue_at(at),
+                PodProblems::None => {}
+            }
+        }
+        Check::Passed
+    }
+
+    /// The stage's smoke-test Job, if it has one.
+    pub(super) fn smoke_test_result(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        timeouts: StageTimeouts,
+    ) -> Check {
+        match &stage.smoke_test {
+            Some(smoke_test) => self.job_check(
+                index,
+                stage,
+                JobKind::SmokeTest,
+                smoke_test,
+                timeouts.smoke_test,
+            ),
+            None => Check::Passed,
+        }
+    }
+
+    /// The stage's bake time (`bake`), after its smoke test passed: the stage stays Verifying
+    /// that long, and fails (and is reverted) if one of its Deployments loses an available
+    /// replica (a pod that crash-loops or fails its readiness probe) or a condition gate of
+    /// the release's requirements no longer holds.
+    pub(super) fn bake(&mut self, index: usize, stage: &Stage, timeouts: StageTimeouts) -> Check {
+        let Some(bake) = timeouts.bake else {
+            return Check::Passed;
+        };
+        let started = match self.status.stages[index].bake_started_at.as_ref() {
+            Some(at) => from_k8s_time(at),
+            None => {
+                self.status.stages[index].bake_started_at = Some(to_k8s_time(self.now));
+                self.record(
+                    EventType::Normal,
+                    "BakeStarted",
+                    Some(&stage.name),
+                    format!(
+                        "stage {}: its checks passed; watching it for {} before it is verified",
+                        stage.name,
+                        human(bake)
+                    ),
+                );
+                self.now
+            }
+        };
+        let namespace = self.stage_namespace(stage);
+        for deployment in &stage.deployments {
+            let Some(observed) = self.observed.deployment(&namespace, &deployment.0) else {
+                continue;
+            };
+            if observed.available_replicas < observed.desired_replicas {
+                return Check::Failed(failure(
+                    "BakeFailed",
+                    format!(
+                        "during its bake time, {namespace}/{} has {} of {} replicas available",
+                        deployment.0, observed.available_replicas, observed.desired_replicas
+                    ),
+                ));
+            }
+        }
+        let spec = self.spec;
+        for requirement in spec.requirements.iter().filter(|r| r.condition.is_some()) {
+            if let Some(lost) = self
+                .observed
+                .gates
+                .requirement_details
+                .iter()
+                .find(|d| d.name == requirement.name && !d.met)
+            {
+                return Check::Failed(failure(
+                    "BakeFailed",
+                    format!(
+                        "during its bake time, requirement {} no longer holds: {}",
+                        requirement.name,
+                        lost.message
+                            .as_deref()
+                            .unwrap_or("its condition is not met")
+                    ),
+                ));
+            }
+        }
+        let end = add(started, bake);
+        if end <= self.now {
+            return Check::Passed;
+        }
+        self.requeue_at(end);
+        Check::Waiting(Outcome::progressing(
+            &stage.name,
+            "Baking",
+            format!(
+                "stage {}: its checks passed; watching its Deployments until {} (bake {})",
+                stage.name,
+                end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                human(bake)
+            ),
+        ))
+    }
+
+    /// Annotates each Deployment of a stage that passed its checks, one at a time.
+    pub(super) fn mark_known_good(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        _timeouts: StageTimeouts,
+    ) -> Check {
+        let namespace = self.stage_namespace(stage);
+        let marker = format!(
+            "{}/{}@{}",
+            self.release_namespace, self.release_name, self.spec.version
+        );
+        for deployment in &stage.deployments {
+            let name = deployment.0.as_str();
+            let observed = match self.deployment_to_change(stage, &namespace, name) {
+                Ok(observed) => observed,
+                Err(blocked) => return Check::Waiting(blocked),
+            };
+            if observed.known_good_release.as_deref() == Some(marker.as_str()) {
+                continue;
+            }
+            let revision = self
+                .deployment_status(index, &namespace, name)
+                .and_then(|d| d.rolled_out_revision.clone())
+                .or_else(|| observed.revision.clone());
+            let mut annotations = std::collections::BTreeMap::from([(
+                ANNOTATION_KNOWN_GOOD_RELEASE.to_owned(),
+                marker.clone(),
+            )]);
+            if let Some(revision) = &revision {
+                annotations.insert(ANNOTATION_KNOWN_GOOD_REVISION.to_owned(), revision.clone());
+            }
+            self.action = Action::MarkKnownGood {
+                stage: stage.name.clone(),
+                namespace: namespace.clone(),
+                deployment: name.to_owned(),
+                revision,
+                annotations,
+            };
+            return Check::Waiting(Outcome::progressing(
+                &stage.name,
+                "MarkingKnownGood",
+                format!(
+                    "stage {}: marking {namespace}/{name} known-good",
+                    stage.name
+                ),
+            ));
+        }
+        Check::Passed
+    }
+
+    /// The observed Deployment a stage is to change, or why the release is blocked on it.
+    pub(super) fn deployment_to_change(
+        &self,
+        stage: &Stage,
+        namespace: &str,
+        name: &str,
+    ) -> Result<&'a ObservedDeployment, Outcome> {
+        let world: &'a Observed = self.observed;
+        let Some(observed) = world.deployment(namespace, name) else {
+            return Err(Outcome::stalled(
+                &stage.name,
+                "DeploymentNotFound",
+                format!(
+                    "stage {}: Deployment {namespace}/{name} does not exist; create it or fix spec.stages",
+                    stage.name
+                ),
+            ));
+        };
+        if images_to_roll_out(&observed.template, &self.spec.images).is_empty() {
+            let containers: Vec<&str> = self
+                .spec
+                .images
+                .iter()
+                .map(|i| i.container.as_str())
+                .collect();
+            return Err(Outcome::stalled(
+                &stage.name,
+                "NoMatchingContainer",
+                format!(
+                    "stage {}: Deployment {namespace}/{name} has none of the release's containers ({})",
+                    stage.name,
+                    containers.join(", ")
+                ),
+            ));
+        }
+        Ok(observed)
+    }
+}
