@@ -4,10 +4,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
+use support::with;
 
 fn release_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("relman.io", "v1alpha1", "Release"))
@@ -89,26 +92,6 @@ fn object(ar: &ApiResource, name: &str, spec: Value) -> DynamicObject {
     let mut obj = DynamicObject::new(name, ar);
     obj.data = json!({ "spec": spec });
     obj
-}
-
-/// Sets `value` at a JSON pointer, creating nothing: the path must exist up to its parent.
-fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
-    let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
-    let target = doc
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent} in the manifest"));
-    match target {
-        Value::Object(map) => {
-            if value.is_null() {
-                map.remove(key);
-            } else {
-                map.insert(key.to_owned(), value);
-            }
-        }
-        Value::Array(items) => items[key.parse::<usize>().expect("index")] = value,
-        other => panic!("cannot set {key} in {other}"),
-    }
-    doc
 }
 
 struct Case {

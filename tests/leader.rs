@@ -15,8 +15,7 @@ use relman::controller::{self, Context};
 use relman::leader::{LeaderElectionConfig, LeaderElector, Leadership};
 use relman::metrics::Metrics;
 use relman::plan::PlanConfig;
-use serde_json::json;
-use support::{Env, ReleaseOf};
+use support::{Env, web};
 use tokio::task::JoinHandle;
 
 /// Short timings, so a takeover after a crash takes seconds.
@@ -121,16 +120,11 @@ async fn the_standby_takes_over_a_dead_leader_and_finishes_the_release() -> anyh
     );
 
     // A release goes through staging and waits for production's sign-off.
-    let release = ReleaseOf {
-        version: "2.0.0",
-        production_passes: true,
-        production_approval: true,
-        annotations: json!({}),
-    };
+    let release = web("2.0.0").production_approval();
     env.create(&release.build()).await?;
-    env.wait_condition(&release.name(), "StagingVerified", "True")
+    env.wait_condition(release.name(), "StagingVerified", "True")
         .await?;
-    env.wait_condition(&release.name(), "Approved", "False")
+    env.wait_condition(release.name(), "Approved", "False")
         .await?;
     assert!(
         replicas[first].metrics.api_writes() > 0,
@@ -145,8 +139,7 @@ async fn the_standby_takes_over_a_dead_leader_and_finishes_the_release() -> anyh
     // The leader dies; the sign-off arrives while nobody leads.
     replicas[first].kill();
     let died = Instant::now();
-    env.approve_production(&release.name(), release.version)
-        .await?;
+    env.approve_production(release.name(), "2.0.0").await?;
     let deadline = died + LEASE_DURATION * 3;
     while !replicas[second].leadership.is_leader() {
         anyhow::ensure!(
@@ -167,7 +160,7 @@ async fn the_standby_takes_over_a_dead_leader_and_finishes_the_release() -> anyh
         Some(replicas[second].identity.as_str())
     );
 
-    let status = env.wait_condition(&release.name(), "Ready", "True").await?;
+    let status = env.wait_condition(release.name(), "Ready", "True").await?;
     assert!(
         status
             .history

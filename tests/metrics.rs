@@ -16,7 +16,7 @@ use relman::metrics::{ANNOTATION_COMMIT_TIME, Metrics};
 use relman::plan::PlanConfig;
 use relman::readiness::ReadyFlag;
 use serde_json::json;
-use support::{Env, ReleaseOf, http_get};
+use support::{Env, Smoke, http_get, web};
 
 /// The samples of a Prometheus text exposition: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -119,26 +119,14 @@ async fn metrics_count_reconciles_phases_and_dora_per_application() -> anyhow::R
 
     // 2.0.0 ships a commit made an hour ago and succeeds.
     let committed = chrono::Utc::now() - chrono::TimeDelta::hours(1);
-    let good = ReleaseOf {
-        version: "2.0.0",
-        production_passes: true,
-        production_approval: false,
-        annotations: json!({ANNOTATION_COMMIT_TIME: committed.to_rfc3339()}),
-    };
+    let good = web("2.0.0").annotations(json!({ANNOTATION_COMMIT_TIME: committed.to_rfc3339()}));
     env.create(&good.build()).await?;
-    env.wait_condition(&good.name(), "Ready", "True").await?;
+    env.wait_condition(good.name(), "Ready", "True").await?;
     let released = chrono::Utc::now();
     // 3.0.0 fails its production verification and is reverted.
-    let bad = ReleaseOf {
-        version: "3.0.0",
-        production_passes: false,
-        production_approval: false,
-        annotations: json!({}),
-    };
+    let bad = web("3.0.0").production(Smoke::Fails);
     env.create(&bad.build()).await?;
-    let status = env
-        .wait_condition(&bad.name(), "RolledBack", "True")
-        .await?;
+    let status = env.wait_condition(bad.name(), "RolledBack", "True").await?;
     assert!(
         status
             .incident

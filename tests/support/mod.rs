@@ -1,19 +1,32 @@
-//! What the leader election and metrics tests share: a test namespace with the staging and
-//! production Deployments of application `web`, Releases of it, a plain HTTP GET, and the
+//! What the integration tests share: the Releases they create ([`release`], [`smoke`]), the
+//! Deployments those drive ([`deployment`]), a test namespace with the staging and production
+//! Deployments of application `web` and a controller for it ([`Env`]), waits for Events and
+//! for anything else that comes eventually, a plain HTTP GET, JSON and YAML helpers, and the
 //! consent of a namespace to another namespace's Releases.
+//!
+//! Each test file is its own binary and compiles this module as `mod support;` (a test in a
+//! directory as `#[path = "../support/mod.rs"] mod support;`); what a file does not use is
+//! dead code there.
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
-use std::time::Duration;
+mod release;
+
+#[allow(unused_imports)] // Each test binary uses some.
+pub use release::{ReleaseBuilder, SMOKE_TIMEOUT, Smoke, release, release_name, smoke};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
 use relman::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
-use relman_testenv::{ControlPlane, FAIL_LABEL};
+use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -32,14 +45,21 @@ pub struct Env {
 }
 
 impl Env {
+    /// Two replicas each, as [`deployment`] makes them.
     pub async fn new(prefix: &str) -> anyhow::Result<Self> {
+        Self::with_deployment_spec(prefix, json!({})).await
+    }
+
+    /// With `extra_spec`'s keys merged into the Deployments' spec (e.g. a progress deadline).
+    pub async fn with_deployment_spec(prefix: &str, extra_spec: Value) -> anyhow::Result<Self> {
         let cp = ControlPlane::shared().await?;
         let client = cp.client().await?;
         let ns = cp.test_namespace(prefix).await?.name().to_owned();
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         for name in ["web-staging", "web-prod"] {
+            let deployment = deployment_with(name, OLD_IMAGE, 2, extra_spec.clone());
             deployments
-                .create(&PostParams::default(), &deployment(name))
+                .create(&PostParams::default(), &deployment)
                 .await?;
         }
         let env = Self {
@@ -108,11 +128,41 @@ impl Env {
 
     /// The image of the first container of Deployment `name`.
     pub async fn image(&self, name: &str) -> anyhow::Result<String> {
+        Ok(image_of(&self.deployments.get(name).await?))
+    }
+
+    /// The `deployment.kubernetes.io/revision` of Deployment `name`.
+    pub async fn revision(&self, name: &str) -> anyhow::Result<Option<String>> {
         let d = self.deployments.get(name).await?;
-        Ok(d.spec.template.spec.unwrap().containers[0]
-            .image
-            .clone()
-            .unwrap_or_default())
+        Ok(d.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("deployment.kubernetes.io/revision")
+            .cloned())
+    }
+
+    /// The names of the smoke-test Jobs in the test's namespace, sorted.
+    pub async fn smoke_jobs(&self) -> anyhow::Result<Vec<String>> {
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = jobs
+            .list(&ListParams::default().labels("relman.io/job-kind=smoke"))
+            .await?;
+        let mut names: Vec<String> = list
+            .items
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Sets `spec.abort` of Release `name`.
+    pub async fn abort(&self, name: &str) -> anyhow::Result<()> {
+        let patch = json!({"spec": {"abort": true}});
+        self.releases
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
     }
 
     /// Runs kubectl in the test's namespace, off the async runtime.
@@ -129,45 +179,25 @@ impl Env {
         Ok(String::from_utf8(out.stdout)?)
     }
 
-    /// The Events on Release `name` with `reason`, once there is at least one (Events are
-    /// recorded just after the status they go with, so a test that saw the status waits a
-    /// moment for them); empty if none comes within 10 seconds.
+    /// The Events on Release `name` with `reason`: see [`events`].
     pub async fn events(&self, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
-        for _ in 0..50 {
-            let found = self.events_now(name, reason).await?;
-            if !found.is_empty() {
-                return Ok(found);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(Vec::new())
+        events(&self.client, &self.ns, name, reason).await
     }
 
     /// The Events on Release `name` with `reason`, as they are now.
     pub async fn events_now(&self, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        Ok(events
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.involved_object.name.as_deref() == Some(name)
-                    && e.reason.as_deref() == Some(reason)
-            })
-            .collect())
+        events_now(&self.client, &self.ns, name, reason).await
     }
 
     /// Approves `release` (version `version`) at the production gate.
     pub async fn approve_production(&self, release: &str, version: &str) -> anyhow::Result<()> {
-        let approval: ReleaseApproval = serde_json::from_value(json!({
-            "apiVersion": "relman.io/v1alpha1",
-            "kind": "ReleaseApproval",
-            "metadata": {"name": format!("{release}-production")},
-            "spec": {"release": release, "version": version, "gate": "production",
-                "decision": "Approved", "approver": relman_testenv::ADMIN_USER,
-                "comment": "Staging verified."}
-        }))?;
+        let approval = approval(
+            &format!("{release}-production"),
+            release,
+            version,
+            "production",
+            relman_testenv::ADMIN_USER,
+        );
         Api::<ReleaseApproval>::namespaced(self.client.clone(), &self.ns)
             .create(&PostParams::default(), &approval)
             .await?;
@@ -232,76 +262,236 @@ pub fn condition<'a>(status: &'a ReleaseStatus, type_: &str) -> &'a Condition {
         .unwrap_or_else(|| panic!("no {type_} condition: {status:#?}"))
 }
 
-fn deployment(name: &str) -> Deployment {
+/// Deployment `name` of `replicas` pods labelled `app: <name>`, running `image` in container
+/// `api`.
+pub fn deployment(name: &str, image: &str, replicas: i32) -> Deployment {
+    deployment_with(name, image, replicas, json!({}))
+}
+
+/// [`deployment`] with `extra_spec`'s keys merged into its spec.
+pub fn deployment_with(name: &str, image: &str, replicas: i32, extra_spec: Value) -> Deployment {
+    let mut spec = json!({
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "api", "image": image}]}
+        }
+    });
+    merge(&mut spec, extra_spec);
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec}))
+        .expect("valid Deployment")
+}
+
+/// Waits up to a minute until Deployment `name` is `Available` with every replica updated.
+pub async fn wait_deployment_available(api: &Api<Deployment>, name: &str) -> anyhow::Result<()> {
+    let available = |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+            s.conditions.iter().flatten().any(|c| {
+                c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
+            }) && s.updated_replicas == s.replicas
+        })
+    };
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(api.clone(), name, available),
+    )
+    .await??;
+    Ok(())
+}
+
+/// The image of the first container of `d`.
+pub fn image_of(d: &Deployment) -> String {
+    d.spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// The Events in `ns` on the object `name` with `reason`, once there is at least one (Events
+/// are recorded just after the status they go with, so a test that saw the status waits a
+/// moment for them); empty if none comes within 30 seconds.
+pub async fn events(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<Vec<Event>> {
+    let found = eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let found = events_now(client, ns, name, reason).await?;
+            Ok(if found.is_empty() {
+                Err(found)
+            } else {
+                Ok(found)
+            })
+        },
+    )
+    .await?;
+    Ok(found.unwrap_or_else(|none| none))
+}
+
+/// The Events in `ns` on the object `name` with `reason`, as they are now.
+pub async fn events_now(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<Vec<Event>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    Ok(events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
+        })
+        .collect())
+}
+
+/// Calls `check` every `every` until it says `Ok(done)`, for at most `within`: `Ok(Ok(done))`
+/// then, or `Ok(Err(last))` with what `check` last said instead (`Err(not_yet)`). An error of
+/// `check` (a failed API call) ends the wait at once.
+pub async fn eventually<T, E, F, Fut>(
+    within: Duration,
+    every: Duration,
+    mut check: F,
+) -> anyhow::Result<Result<T, E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Result<T, E>>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await? {
+            Ok(done) => return Ok(Ok(done)),
+            Err(not_yet) if Instant::now() >= deadline => return Ok(Err(not_yet)),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
+/// [`eventually`], failing with `not_yet`'s text when the time is up.
+pub async fn wait_for<T, F, Fut>(within: Duration, every: Duration, check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    eventually(within, every, check)
+        .await?
+        .map_err(|not_yet| anyhow::anyhow!("{not_yet}"))
+}
+
+/// Shallow merge of `extra`'s keys into `value`.
+pub fn merge(value: &mut Value, extra: Value) {
+    if let (Some(value), Value::Object(extra)) = (value.as_object_mut(), extra) {
+        value.extend(extra);
+    }
+}
+
+/// `doc` with `value` at the JSON pointer (its parent must exist); `null` removes the key.
+pub fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
+    match doc
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent} in the document"))
+    {
+        Value::Object(map) if value.is_null() => {
+            map.remove(key);
+        }
+        Value::Object(map) => {
+            map.insert(key.to_owned(), value);
+        }
+        Value::Array(items) => items[key.parse::<usize>().expect("index")] = value,
+        other => panic!("cannot set {key} in {other}"),
+    }
+    doc
+}
+
+/// The documents of a multi-document YAML stream, empty ones left out.
+pub fn documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let value: Value = serde::Deserialize::deserialize(document)?;
+        if !value.is_null() {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}
+
+/// The documents of the file `path` (e.g. one in `config/`): see [`documents`].
+pub fn file_documents(path: &str) -> anyhow::Result<Vec<Value>> {
+    documents(&std::fs::read_to_string(path)?)
+}
+
+/// An approval of release `release` at `version` and `gate`, signed `approver`, named `name`,
+/// with the comment "Staging verified.".
+pub fn approval(
+    name: &str,
+    release: &str,
+    version: &str,
+    gate: &str,
+    approver: &str,
+) -> ReleaseApproval {
     serde_json::from_value(json!({
+        "apiVersion": "relman.io/v1alpha1",
+        "kind": "ReleaseApproval",
         "metadata": {"name": name},
         "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "api", "image": OLD_IMAGE}]}
-            }
+            "release": release,
+            "version": version,
+            "gate": gate,
+            "decision": "Approved",
+            "approver": approver,
+            "comment": "Staging verified."
         }
     }))
-    .expect("valid Deployment")
+    .expect("valid ReleaseApproval")
 }
 
-/// A smoke test that passes or fails.
-fn smoke(passes: bool) -> Value {
-    let labels = if passes {
-        json!({})
-    } else {
-        json!({ FAIL_LABEL: "true" })
+/// Waits until the admission policies reject each probe with its message (the probes are
+/// created with dry runs, as whoever `approvals`' client is): policy bindings take effect
+/// asynchronously.
+pub async fn wait_until_rejected(
+    approvals: &Api<ReleaseApproval>,
+    probes: &[(ReleaseApproval, &str)],
+    within: Duration,
+) -> anyhow::Result<()> {
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
     };
-    json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {
-        "metadata": {"labels": labels},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
-    }}}})
-}
-
-/// How a test wants a Release of `web`.
-pub struct ReleaseOf<'a> {
-    pub version: &'a str,
-    /// Whether production's smoke test passes.
-    pub production_passes: bool,
-    /// Whether production waits for a sign-off.
-    pub production_approval: bool,
-    pub annotations: Value,
-}
-
-impl ReleaseOf<'_> {
-    /// The Release's name: `web-<version with dashes>`.
-    pub fn name(&self) -> String {
-        format!("web-{}", self.version.replace('.', "-"))
-    }
-
-    pub fn build(&self) -> Release {
-        let mut production = json!({"name": "production", "deployments": ["web-prod"],
-            "smokeTest": smoke(self.production_passes)});
-        if self.production_approval {
-            production["approval"] = json!({"approvers": 1});
-        }
-        serde_json::from_value(json!({
-            "apiVersion": "relman.io/v1alpha1",
-            "kind": "Release",
-            "metadata": {"name": self.name(), "annotations": self.annotations},
-            "spec": {
-                "application": "web",
-                "version": self.version,
-                "type": "Major",
-                "owner": "team-web",
-                "rollbackPlan": "revert to the previous version",
-                "notes": {"summary": format!("Version {}.", self.version), "migrationSteps": ["none"]},
-                "images": [{"container": "api", "image": format!("web:{}", self.version)}],
-                "stages": [
-                    {"name": "staging", "deployments": ["web-staging"], "smokeTest": smoke(true)},
-                    production
-                ]
+    let deadline = Instant::now() + within;
+    for (probe, rejection) in probes {
+        loop {
+            match approvals.create(&dry_run, probe).await {
+                Err(kube::Error::Api(e)) if e.message.contains(rejection) => break,
+                other => {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "the admission policy is not enforced after {within:?}: {other:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
-        }))
-        .expect("valid Release")
+        }
     }
+    Ok(())
+}
+
+/// The Release of `web` at `version` that the tests on an [`Env`] create: image
+/// `web:<version>` on `web-staging`, then `web-prod`, both smoke tests passing.
+pub fn web(version: &str) -> ReleaseBuilder {
+    release("web", version)
+        .rollback_plan("revert to the previous version")
+        .summary(&format!("Version {version}."))
 }
 
 /// `GET path` on `addr`: the status code, the head and the body.
