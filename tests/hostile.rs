@@ -24,6 +24,7 @@ use relman::api::{Release, ReleaseApproval};
 use relman::plan::jobs::LABEL_RELEASE;
 use relman_testenv::{ADMIN_USER, ControlPlane};
 use serde_json::{Value, json};
+use support::{ReleaseBuilder, deployment, smoke, wait_for, with};
 
 /// How long an accepted hostile release may take to report `Stalled`.
 const STALL_WAIT: Duration = Duration::from_secs(120);
@@ -32,29 +33,14 @@ fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("relman.io", "v1alpha1", kind))
 }
 
-/// A smoke test that passes.
-fn smoke() -> Value {
-    json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {"spec": {
-        "restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]
-    }}}}})
-}
-
 /// A valid Release of `app` (Deployments `<app>-staging` and `<app>-prod`) that each case
 /// changes in one place.
 fn release_spec(app: &str) -> Value {
-    json!({
-        "application": app,
-        "version": "2.0.0",
-        "type": "Major",
-        "owner": "team-hostile",
-        "rollbackPlan": "revert to 1.0.0",
-        "notes": {"summary": "Version 2.", "migrationSteps": ["none"]},
-        "images": [{"container": "api", "image": format!("{app}:2.0.0")}],
-        "stages": [
-            {"name": "staging", "deployments": [format!("{app}-staging")], "smokeTest": smoke()},
-            {"name": "production", "deployments": [format!("{app}-prod")], "smokeTest": smoke()}
-        ]
-    })
+    valid_release(app).spec_json()
+}
+
+fn valid_release(app: &str) -> ReleaseBuilder {
+    support::release(app, "2.0.0").owner("team-hostile")
 }
 
 fn approval_spec() -> Value {
@@ -69,22 +55,6 @@ fn calendar_spec() -> Value {
             "weekly": {"days": ["Mon", "Tue"], "start": "09:00", "end": "16:00"}}],
         "freezes": [{"name": "year-end", "start": "2026-12-20", "end": "2027-01-04"}]
     })
-}
-
-/// `doc` with `value` at the JSON pointer (its parent must exist); `null` removes the key.
-fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
-    let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
-    match doc.pointer_mut(parent).expect("the parent exists") {
-        Value::Object(map) if value.is_null() => {
-            map.remove(key);
-        }
-        Value::Object(map) => {
-            map.insert(key.to_owned(), value);
-        }
-        Value::Array(items) => items[key.parse::<usize>().expect("index")] = value,
-        other => panic!("cannot set {key} in {other}"),
-    }
-    doc
 }
 
 /// What a case must end as.
@@ -162,7 +132,7 @@ fn rejected_cases(victim_ns: &str) -> Vec<Case> {
         release("image of 5 000 characters", with(r(), "/images/0/image", json!(format!("web:{}", huge(5_000))))),
         release("deployment name of 300 characters", with(r(), "/stages/0/deployments/0", json!(huge(300)))),
         release("1 000 images", with(r(), "/images", json!((0..1000).map(|i| json!({"container": format!("c{i}"), "image": "x:1"})).collect::<Vec<_>>()))),
-        release("500 stages", with(r(), "/stages", json!((0..500).map(|i| json!({"name": format!("s{i}"), "deployments": ["web"], "smokeTest": smoke()})).collect::<Vec<_>>()))),
+        release("500 stages", with(r(), "/stages", json!((0..500).map(|i| json!({"name": format!("s{i}"), "deployments": ["web"], "smokeTest": smoke(true)})).collect::<Vec<_>>()))),
         release("10 000 notable changes", with(r(), "/notes/notableChanges", json!(vec!["change"; 10_000]))),
         // Unicode.
         release("version in full-width digits", with(r(), "/version", json!("２.０.０"))),
@@ -373,13 +343,7 @@ async fn deployments(client: &kube::Client, ns: &str, apps: &[String]) -> anyhow
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     for app in apps {
         for suffix in ["staging", "prod"] {
-            let name = format!("{app}-{suffix}");
-            let d: Deployment = serde_json::from_value(json!({
-                "metadata": {"name": name},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                    "template": {"metadata": {"labels": {"app": name}},
-                        "spec": {"containers": [{"name": "api", "image": format!("{app}:1.0.0")}]}}}
-            }))?;
+            let d = deployment(&format!("{app}-{suffix}"), &format!("{app}:1.0.0"), 1);
             api.create(&PostParams::default(), &d).await?;
         }
     }
@@ -444,22 +408,23 @@ fn dynamic_api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject
 
 /// Waits until `name` is `Ready=True`.
 async fn wait_ready(releases: &Api<Release>, name: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let status = releases.get(name).await?.status.unwrap_or_default();
-        if status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{name} did not become Ready: {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_for(
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || async {
+            let status = releases.get(name).await?.status.unwrap_or_default();
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            Ok(if ready {
+                Ok(())
+            } else {
+                Err(format!("{name} did not become Ready: {status:#?}"))
+            })
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,12 +446,7 @@ async fn hostile_input_is_rejected_or_stalls_and_good_releases_go_on() -> anyhow
     let mut relman = Relman::spawn(cp, &log);
 
     // A good release with a production sign-off goes on during the sweep.
-    let mut first: Release = serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1", "kind": "Release",
-        "metadata": {"name": "first-2-0-0"},
-        "spec": release_spec("first")
-    }))?;
-    first.spec.stages[1].approval = serde_json::from_value(json!({"approvers": 1}))?;
+    let first = valid_release("first").production_approval().build();
     releases.create(&PostParams::default(), &first).await?;
 
     let mut report = String::new();
@@ -612,12 +572,9 @@ async fn hostile_input_is_rejected_or_stalls_and_good_releases_go_on() -> anyhow
     Api::<ReleaseApproval>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &approval)
         .await?;
-    let last: Release = serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1", "kind": "Release",
-        "metadata": {"name": "last-2-0-0"},
-        "spec": release_spec("last")
-    }))?;
-    releases.create(&PostParams::default(), &last).await?;
+    releases
+        .create(&PostParams::default(), &valid_release("last").build())
+        .await?;
     wait_ready(&releases, "first-2-0-0").await?;
     wait_ready(&releases, "last-2-0-0").await?;
     relman.ensure_running()?;

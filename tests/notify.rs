@@ -1,6 +1,8 @@
 //! Notification delivery against local HTTP receivers on 127.0.0.1: one that accepts, one that
 //! fails (500) and one that accepts the connection and never answers.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -175,20 +177,10 @@ mod cluster {
     use serde_json::{Value, json};
 
     use super::{Behaviour, receiver};
+    use crate::support::deployment;
 
     const WAIT: Duration = Duration::from_secs(120);
     const TOKEN: &str = "s3cr3t-token";
-
-    fn deployment(name: &str) -> anyhow::Result<Deployment> {
-        Ok(serde_json::from_value(
-            json!({"metadata": {"name": name}, "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "api", "image": "web:1.0.0"}]}}
-            }}),
-        )?)
-    }
 
     fn secret(name: &str, url: &str) -> anyhow::Result<Secret> {
         Ok(serde_json::from_value(json!({
@@ -196,34 +188,20 @@ mod cluster {
         }))?)
     }
 
-    fn release() -> anyhow::Result<Release> {
+    /// Release web-2-0-0 notifying three receivers, each named after its Secret.
+    fn release() -> Release {
         let target = |name: &str, format: &str| {
             json!({"name": name, "secretRef": {"name": name, "key": "url"},
                    "events": ["Started", "Released"], "format": format})
         };
-        Ok(serde_json::from_value(json!({
-            "apiVersion": "relman.io/v1alpha1", "kind": "Release",
-            "metadata": {"name": "web-2-0-0"},
-            "spec": {
-                "application": "web", "version": "2.0.0", "type": "Major", "owner": "team-web",
-                "rollbackPlan": "revert to 1.0.0",
-                "notes": {"summary": "Version 2 with notifications.", "migrationSteps": ["none"]},
-                "images": [{"container": "api", "image": "web:2.0.0"}],
-                "stages": [
-                    {"name": "staging", "deployments": ["web-staging"], "smokeTest": smoke()},
-                    {"name": "production", "deployments": ["web-prod"], "smokeTest": smoke()}
-                ],
-                "notify": [target("accepting", "Slack"), target("failing", "CDEvents"),
-                           target("hanging", "Slack")]
-            }
-        }))?)
-    }
-
-    /// A smoke test that passes (kwok completes the Job's pod).
-    fn smoke() -> Value {
-        json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
-        }}}})
+        crate::support::release("web", "2.0.0")
+            .summary("Version 2 with notifications.")
+            .notify(json!([
+                target("accepting", "Slack"),
+                target("failing", "CDEvents"),
+                target("hanging", "Slack")
+            ]))
+            .build()
     }
 
     async fn warning_reasons(events: &Api<Event>) -> anyhow::Result<Vec<(String, String)>> {
@@ -258,7 +236,7 @@ mod cluster {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         for name in ["web-staging", "web-prod"] {
             deployments
-                .create(&PostParams::default(), &deployment(name)?)
+                .create(&PostParams::default(), &deployment(name, "web:1.0.0", 1))
                 .await?;
         }
         let ctx = Context::new(client.clone(), Some("test".into()), PlanConfig::default())
@@ -275,7 +253,7 @@ mod cluster {
 
         let releases: Api<Release> = Api::namespaced(client.clone(), &ns);
         let started = Instant::now();
-        releases.create(&PostParams::default(), &release()?).await?;
+        releases.create(&PostParams::default(), &release()).await?;
         let ready = |r: Option<&Release>| {
             r.and_then(|r| r.status.as_ref()).is_some_and(|s| {
                 s.conditions
