@@ -13,13 +13,13 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use relman::api::{Release, ReleaseApproval};
 use relman::plan::jobs::{LABEL_ATTEMPT, LABEL_JOB_KIND, LABEL_RELEASE, LABEL_STAGE};
-use relman_testenv::{ADMIN_USER, ControlPlane, FAIL_LABEL, NODE_NAME};
-use serde_json::json;
+use relman_testenv::{ADMIN_USER, ControlPlane, NODE_NAME};
 use tokio::task::JoinHandle;
 
 use crate::check::{settled, terminal};
 use crate::process::Relman;
 use crate::sizes::Rng;
+use crate::support;
 
 /// How a release must end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,44 +98,15 @@ impl Planned {
     }
 
     pub fn manifest(&self) -> Release {
-        let smoke = |fails: bool| {
-            let labels = if fails {
-                json!({ FAIL_LABEL: "true" })
-            } else {
-                json!({})
-            };
-            json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {
-                "metadata": {"labels": labels},
-                "spec": {"restartPolicy": "Never",
-                    "containers": [{"name": "smoke", "image": "smoke:1"}]}
-            }}}})
-        };
-        let mut production = json!({"name": "production",
-            "deployments": [self.deployment("production")],
-            "smokeTest": smoke(self.smoke_fails("production"))});
+        let release = support::release(&self.app, "2.0.0")
+            .owner("team-chaos")
+            .staging(!self.smoke_fails("staging"))
+            .production(!self.smoke_fails("production"));
         if self.approval_due.is_some() {
-            production["approval"] = json!({"approvers": 1});
+            release.production_approval().build()
+        } else {
+            release.build()
         }
-        serde_json::from_value(json!({
-            "apiVersion": "relman.io/v1alpha1",
-            "kind": "Release",
-            "metadata": {"name": self.release()},
-            "spec": {
-                "application": self.app,
-                "version": "2.0.0",
-                "type": "Major",
-                "owner": "team-chaos",
-                "rollbackPlan": "revert to 1.0.0",
-                "notes": {"summary": "Version 2.", "migrationSteps": ["none"]},
-                "images": [{"container": "api", "image": self.new_image()}],
-                "stages": [
-                    {"name": "staging", "deployments": [self.deployment("staging")],
-                        "smokeTest": smoke(self.smoke_fails("staging"))},
-                    production
-                ]
-            }
-        }))
-        .expect("valid Release")
     }
 }
 
@@ -198,18 +169,7 @@ impl Fleet {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         for p in &planned {
             for stage in ["staging", "production"] {
-                let name = p.deployment(stage);
-                let deployment: Deployment = serde_json::from_value(json!({
-                    "metadata": {"name": name},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {
-                            "metadata": {"labels": {"app": name}},
-                            "spec": {"containers": [{"name": "api", "image": p.old_image()}]}
-                        }
-                    }
-                }))?;
+                let deployment = support::deployment(&p.deployment(stage), &p.old_image(), 1);
                 deployments
                     .create(&PostParams::default(), &deployment)
                     .await?;
@@ -306,14 +266,14 @@ impl Fleet {
             .cloned()
             .collect();
         for p in due {
-            let approval: ReleaseApproval = serde_json::from_value(json!({
-                "apiVersion": "relman.io/v1alpha1",
-                "kind": "ReleaseApproval",
-                "metadata": {"name": p.approval()},
-                "spec": {"release": p.release(), "version": "2.0.0", "gate": "production",
-                    "decision": "Approved", "approver": ADMIN_USER,
-                    "comment": "Staging verified (chaos)."}
-            }))?;
+            let mut approval = support::approval(
+                &p.approval(),
+                &p.release(),
+                "2.0.0",
+                "production",
+                ADMIN_USER,
+            );
+            approval.spec.comment = Some("Staging verified (chaos).".to_owned());
             let uid = retry(&format!("create approval {}", p.approval()), || async {
                 match self
                     .approvals

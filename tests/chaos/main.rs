@@ -29,6 +29,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod check;
 mod fleet;
 mod process;
