@@ -30,6 +30,33 @@ pub async fn install_rbac(
     service_account_client(cp, ns, &format!("{ns}-relman")).await
 }
 
+/// For a relman that watches only namespace `<prefix>-…` and deploys to `<prefix>-stage-…`
+/// (new test namespaces): [`install_rbac`] with `watchNamespace` and `rbac.stageNamespaces`
+/// set to them. Returns the two namespaces and the ServiceAccount's client.
+pub async fn install_namespaced_rbac(
+    cp: &ControlPlane,
+    prefix: &str,
+) -> anyhow::Result<(String, String, kube::Client)> {
+    let ns = cp.test_namespace(prefix).await?.name().to_owned();
+    let stage_ns = cp
+        .test_namespace(&format!("{prefix}-stage"))
+        .await?
+        .name()
+        .to_owned();
+    let relman = install_rbac(
+        cp,
+        &ns,
+        &[
+            "--set",
+            &format!("watchNamespace={ns}"),
+            "--set",
+            &format!("rbac.stageNamespaces={{{stage_ns}}}"),
+        ],
+    )
+    .await?;
+    Ok((ns, stage_ns, relman))
+}
+
 /// A client for ServiceAccount `namespace/name`: a bearer token from the TokenRequest API, the
 /// admin's server URL and CA, no client certificate.
 pub async fn service_account_client(

@@ -12,8 +12,10 @@ use relman::api::{Release, ReleaseCalendar, ReleaseStatus};
 use relman::controller::calendar::{CalendarController, CalendarScope};
 use relman::controller::{self, Context};
 use relman::plan::PlanConfig;
-use relman_testenv::FAIL_LABEL;
-use serde_json::{Value, json};
+use serde_json::json;
+
+pub use crate::support::image_of;
+use crate::support::{self, ReleaseBuilder, deployment_with, wait_deployment_available};
 
 /// The label that ties a test's calendar to the test's calendar controller.
 pub const CALENDAR_LABEL: &str = "relman.io/test-namespace";
@@ -58,75 +60,14 @@ pub async fn create_open_calendar(admin: &kube::Client, ns: &str) -> anyhow::Res
     Ok(())
 }
 
-pub fn deployment(name: &str, image: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 2,
-            "progressDeadlineSeconds": 30,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "api", "image": image}]}
-            }
-        }
-    }))
-    .expect("valid Deployment")
-}
-
-pub fn smoke(fail: bool) -> Value {
-    let labels = if fail {
-        json!({FAIL_LABEL: "true"})
-    } else {
-        json!({})
-    };
-    json!({"timeout": "2m", "template": {"spec": {"backoffLimit": 0, "template": {
-        "metadata": {"labels": labels},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
-    }}}})
-}
-
-/// A Release of `application` 2.0.0 (Major) through `<application>-staging` and
-/// `<application>-prod`; production waits for the window of `calendar`.
-pub fn release(application: &str, calendar: &str, production_smoke_fails: bool) -> Release {
-    release_version(
-        application,
-        "2.0.0",
-        "Major",
-        calendar,
-        production_smoke_fails,
-    )
-}
-
-/// [`release`] of another version.
-pub fn release_version(
-    application: &str,
-    version: &str,
-    release_type: &str,
-    calendar: &str,
-    production_smoke_fails: bool,
-) -> Release {
-    serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1",
-        "kind": "Release",
-        "metadata": {"name": format!("{application}-{}", version.replace('.', "-"))},
-        "spec": {
-            "application": application,
-            "version": version,
-            "type": release_type,
-            "owner": "team-web",
-            "calendar": calendar,
-            "rollbackPlan": "revert to 1.0.0",
-            "notes": {"summary": "Version 2.", "migrationSteps": ["none"]},
-            "images": [{"container": "api", "image": format!("{application}:{version}")}],
-            "stages": [
-                {"name": "staging", "deployments": [format!("{application}-staging")], "smokeTest": smoke(false)},
-                {"name": "production", "deployments": [format!("{application}-prod")], "window": true,
-                 "smokeTest": smoke(production_smoke_fails)}
-            ]
-        }
-    }))
-    .expect("valid Release")
+/// A Release of `application` at `version` through `<application>-staging` and
+/// `<application>-prod`, smoke tests with a two-minute timeout; production waits for the
+/// window of `calendar`.
+pub fn release(application: &str, version: &str, calendar: &str) -> ReleaseBuilder {
+    support::release(application, version)
+        .calendar(calendar)
+        .production_window()
+        .smoke_timeout("2m")
 }
 
 /// Creates web 3.0.0 whose staging deploys to `elsewhere`, a namespace that has not accepted
@@ -136,7 +77,7 @@ pub async fn stage_elsewhere_stalls(
     elsewhere: &str,
 ) -> anyhow::Result<()> {
     let ns = releases.namespace().unwrap_or_default().to_owned();
-    let mut release = release_version("web", "3.0.0", "Major", &ns, false);
+    let mut release = release("web", "3.0.0", &ns).build();
     release.spec.stages[0].namespace = Some(elsewhere.to_owned());
     releases.create(&PostParams::default(), &release).await?;
     let status = wait_condition(releases, "web-3-0-0", "Stalled", "True").await?;
@@ -163,24 +104,12 @@ pub async fn create_deployments(
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
     for stage in ["staging", "prod"] {
         let name = format!("{application}-{stage}");
+        let image = format!("{application}:1.0.0");
+        let deployment = deployment_with(&name, &image, 2, json!({"progressDeadlineSeconds": 30}));
         deployments
-            .create(
-                &PostParams::default(),
-                &deployment(&name, &format!("{application}:1.0.0")),
-            )
+            .create(&PostParams::default(), &deployment)
             .await?;
-        let available = |d: Option<&Deployment>| {
-            d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
-                s.conditions.iter().flatten().any(|c| {
-                    c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
-                }) && s.updated_replicas == s.replicas
-            })
-        };
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            await_condition(deployments.clone(), &name, available),
-        )
-        .await??;
+        wait_deployment_available(&deployments, &name).await?;
     }
     Ok(())
 }
@@ -219,13 +148,6 @@ pub async fn wait_condition(
         );
     };
     Ok(found?.and_then(|r| r.status).unwrap_or_default())
-}
-
-pub fn image_of(d: &Deployment) -> String {
-    d.spec.template.spec.as_ref().unwrap().containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
 }
 
 /// Events relman recorded about the Release `name`.

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use relman_testenv::ControlPlane;
 use serde_json::Value;
 
+pub use crate::support::documents;
+
 pub const CHART: &str = "charts/relman";
 
 pub fn workspace() -> &'static Path {
@@ -70,18 +72,6 @@ pub fn template_text(
         .args(["template", release, CHART, "--namespace", namespace])
         .args(args);
     run(command, None)
-}
-
-/// The documents of a multi-document YAML stream, empty ones left out.
-pub fn documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
-        let value: Value = serde::Deserialize::deserialize(document)?;
-        if !value.is_null() {
-            out.push(value);
-        }
-    }
-    Ok(out)
 }
 
 /// `helm template`, parsed.

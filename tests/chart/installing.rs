@@ -1,7 +1,7 @@
 //! The chart installed on the control plane: with kubectl, with helm, and its admission
 //! policies enforced.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -12,6 +12,7 @@ use relman_testenv::ControlPlane;
 use serde_json::json;
 
 use crate::helm::{CHART, apply, documents, find, helm, policy_scoped_to, run, template_text};
+use crate::support::{self, wait_until_rejected};
 
 #[tokio::test]
 async fn chart_installs_on_the_control_plane() -> anyhow::Result<()> {
@@ -60,21 +61,8 @@ async fn chart_installs_on_the_control_plane() -> anyhow::Result<()> {
 }
 
 /// An approval of release `web-2-0-0` at `gate`, signed `approver`.
-pub fn approval(name: &str, gate: &str, approver: &str) -> ReleaseApproval {
-    serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1",
-        "kind": "ReleaseApproval",
-        "metadata": {"name": name},
-        "spec": {
-            "release": "web-2-0-0",
-            "version": "2.0.0",
-            "gate": gate,
-            "decision": "Approved",
-            "approver": approver,
-            "comment": "Staging verified."
-        }
-    }))
-    .expect("valid ReleaseApproval")
+fn approval(name: &str, gate: &str, approver: &str) -> ReleaseApproval {
+    support::approval(name, "web-2-0-0", "2.0.0", gate, approver)
 }
 
 #[tokio::test]
@@ -120,12 +108,7 @@ async fn chart_approval_policy_is_enforced_in_its_namespaces() -> anyhow::Result
     // Bindings take effect asynchronously: probe with dry runs as the admin until both
     // policies reject what they must.
     let approvals: Api<ReleaseApproval> = Api::namespaced(admin.clone(), &ns);
-    let dry_run = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for (probe, rejection) in [
+    let probes = [
         (
             approval("probe", "acceptance-criteria", "nobody"),
             "must be your own user name",
@@ -134,20 +117,8 @@ async fn chart_approval_policy_is_enforced_in_its_namespaces() -> anyhow::Result
             approval("probe", "production", relman_testenv::ADMIN_USER),
             "only members of group",
         ),
-    ] {
-        loop {
-            match approvals.create(&dry_run, &probe).await {
-                Err(kube::Error::Api(e)) if e.message.contains(rejection) => break,
-                other => {
-                    anyhow::ensure!(
-                        Instant::now() < deadline,
-                        "the chart's admission policy is not enforced after 60s: {other:?}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }
+    ];
+    wait_until_rejected(&approvals, &probes, Duration::from_secs(60)).await?;
 
     let create_as = |user: &'static str, groups: &'static [&'static str], a: ReleaseApproval| {
         let ns = ns.clone();

@@ -10,6 +10,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod denials;
 mod grants;
 mod harness;

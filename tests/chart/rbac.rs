@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseCalendar};
@@ -13,13 +12,15 @@ use serde_json::json;
 
 use crate::denials::Denials;
 use crate::grants::{
-    Grants, allowed, assert_grants, cluster_grants, default_grants, grant, granted, install_rbac,
-    lease_grants, namespace_grants, release_grants, workload_grants,
+    Grants, allowed, assert_grants, cluster_grants, default_grants, grant, granted,
+    install_namespaced_rbac, install_rbac, lease_grants, namespace_grants, release_grants,
+    workload_grants,
 };
 use crate::harness::{
-    create_deployments, create_open_calendar, events_about, image_of, release, release_version,
+    create_deployments, create_open_calendar, events_about, image_of, release,
     stage_elsewhere_stalls, start_relman, wait_condition,
 };
+use crate::support::{self, Smoke};
 
 #[tokio::test]
 async fn chart_rbac_is_enough_for_a_release_and_a_revert() -> anyhow::Result<()> {
@@ -35,10 +36,18 @@ async fn chart_rbac_is_enough_for_a_release_and_a_revert() -> anyhow::Result<()>
 
     let releases: Api<Release> = Api::namespaced(admin.clone(), &ns);
     releases
-        .create(&PostParams::default(), &release("web", &ns, false))
+        .create(
+            &PostParams::default(),
+            &release("web", "2.0.0", &ns).build(),
+        )
         .await?;
     releases
-        .create(&PostParams::default(), &release("api", &ns, true))
+        .create(
+            &PostParams::default(),
+            &release("api", "2.0.0", &ns)
+                .production(Smoke::Fails)
+                .build(),
+        )
         .await?;
 
     // The good release reaches Ready through both stages.
@@ -94,7 +103,7 @@ async fn chart_rbac_is_enough_for_a_release_and_a_revert() -> anyhow::Result<()>
     releases
         .create(
             &PostParams::default(),
-            &release_version("web", "2.1.0", "Minor", &ns, false),
+            &release("web", "2.1.0", &ns).release_type("Minor").build(),
         )
         .await?;
     denials.explain(wait_condition(&releases, "web-2-1-0", "Ready", "True").await)?;
@@ -228,19 +237,7 @@ async fn namespaced_chart_rbac_is_enough_in_the_watched_namespace_only() -> anyh
     let denials = Denials::install();
     let cp = ControlPlane::shared().await?;
     let admin = cp.client().await?;
-    let ns = cp.test_namespace("chart-ns").await?.name().to_owned();
-    let stage_ns = cp.test_namespace("chart-ns-stage").await?.name().to_owned();
-    let relman = install_rbac(
-        cp,
-        &ns,
-        &[
-            "--set",
-            &format!("watchNamespace={ns}"),
-            "--set",
-            &format!("rbac.stageNamespaces={{{stage_ns}}}"),
-        ],
-    )
-    .await?;
+    let (ns, stage_ns, relman) = install_namespaced_rbac(cp, "chart-ns").await?;
 
     // The Releases' namespace has the namespaced rules, the stage namespace the workload rules;
     // any other only the cluster-scoped ones, which read only the stage namespace's Namespace.
@@ -280,7 +277,10 @@ async fn namespaced_chart_rbac_is_enough_in_the_watched_namespace_only() -> anyh
     start_relman(relman, &ns);
     let releases: Api<Release> = Api::namespaced(admin.clone(), &ns);
     releases
-        .create(&PostParams::default(), &release("web", &ns, false))
+        .create(
+            &PostParams::default(),
+            &release("web", "2.0.0", &ns).build(),
+        )
         .await?;
     denials.explain(wait_condition(&releases, "web-2-0-0", "Ready", "True").await)?;
     // The stage namespace's Namespace is readable by name: a release there without its consent
@@ -353,23 +353,7 @@ async fn a_stage_namespace_where_relman_may_not_create_jobs_stalls_as_forbidden_
 -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
     let admin = cp.client().await?;
-    let ns = cp.test_namespace("chart-403").await?.name().to_owned();
-    let stage_ns = cp
-        .test_namespace("chart-403-stage")
-        .await?
-        .name()
-        .to_owned();
-    let relman = install_rbac(
-        cp,
-        &ns,
-        &[
-            "--set",
-            &format!("watchNamespace={ns}"),
-            "--set",
-            &format!("rbac.stageNamespaces={{{stage_ns}}}"),
-        ],
-    )
-    .await?;
+    let (ns, stage_ns, relman) = install_namespaced_rbac(cp, "chart-403").await?;
     create_deployments(&admin, &stage_ns, "web").await?;
     create_open_calendar(&admin, &ns).await?;
     let consent = json!({"metadata": {"annotations": {"relman.io/accept-releases-from": ns}}});
@@ -406,7 +390,7 @@ async fn a_stage_namespace_where_relman_may_not_create_jobs_stalls_as_forbidden_
     start_relman(relman, &ns);
 
     let releases: Api<Release> = Api::namespaced(admin.clone(), &ns);
-    let mut release = release_version("web", "2.0.0", "Major", &ns, false);
+    let mut release = release("web", "2.0.0", &ns).build();
     for stage in &mut release.spec.stages {
         stage.namespace = Some(stage_ns.clone());
     }
@@ -424,21 +408,11 @@ async fn a_stage_namespace_where_relman_may_not_create_jobs_stalls_as_forbidden_
         "the refusal names the verb, the resource and the namespace: {}",
         stalled.message
     );
-    // The Event is recorded just after the status it goes with.
-    let warned = |events: &[Event]| {
-        events.iter().any(|e| {
-            e.reason.as_deref() == Some("Forbidden") && e.type_.as_deref() == Some("Warning")
-        })
-    };
-    let mut events = Vec::new();
-    for _ in 0..50 {
-        events = events_about(&admin, &ns, "web-2-0-0").await?;
-        if warned(&events) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(warned(&events), "a Warning Event says why: {events:#?}");
+    let events = support::events(&admin, &ns, "web-2-0-0", "Forbidden").await?;
+    assert!(
+        events.iter().any(|e| e.type_.as_deref() == Some("Warning")),
+        "a Warning Event says why: {events:#?}"
+    );
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &stage_ns);
     assert_eq!(
         image_of(&deployments.get("web-staging").await?),
