@@ -10,7 +10,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
-use support::with;
+use support::{stdout_of, with};
 
 fn release_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("relman.io", "v1alpha1", "Release"))
@@ -320,13 +320,7 @@ async fn immutable_fields_cannot_change() -> anyhow::Result<()> {
 
 fn kubectl_output(cp: &ControlPlane, args: &[&str]) -> anyhow::Result<String> {
     let out = cp.kubectl().args(args).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    stdout_of(out, &format!("kubectl {}", args.join(" ")))
 }
 
 #[tokio::test]

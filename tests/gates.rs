@@ -28,7 +28,10 @@ use relman::notes::{NOTES_KEY, config_map_name, render};
 use relman::plan::PlanConfig;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
-use support::{ReleaseBuilder, condition, file_documents, wait_until_rejected};
+use support::{
+    ReleaseBuilder, condition, file_documents, relman_writes, stdout_of, wait_for,
+    wait_until_rejected,
+};
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -115,6 +118,11 @@ impl Env {
         Ok(())
     }
 
+    /// The Release's status as it is now.
+    async fn status(&self, name: &str) -> anyhow::Result<ReleaseStatus> {
+        Ok(self.releases.get(name).await?.status.unwrap_or_default())
+    }
+
     async fn patch_spec(&self, name: &str, spec: Value) -> anyhow::Result<()> {
         self.releases
             .patch(
@@ -155,12 +163,7 @@ impl Env {
         let mut command = self.cp.kubectl();
         command.arg(format!("--namespace={}", self.ns)).args(args);
         let output = tokio::task::spawn_blocking(move || command.output()).await??;
-        anyhow::ensure!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        stdout_of(output, &format!("kubectl {args:?}"))
     }
 }
 
@@ -460,16 +463,6 @@ async fn approvals_never_change_once_created() -> anyhow::Result<()> {
 // -------------------------------------------------------------------------------------------
 // The sign-off flow and the release notes
 // -------------------------------------------------------------------------------------------
-
-/// relman's entries in an object's managedFields: each write by relman updates its entry.
-fn relman_writes(meta: &kube::api::ObjectMeta) -> Vec<String> {
-    meta.managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.manager.as_deref() == Some("relman"))
-        .map(|m| format!("{:?} {:?} {:?}", m.operation, m.time, m.fields_v1))
-        .collect()
-}
 
 #[tokio::test]
 async fn notes_are_published_before_production_and_a_release_manager_signs_it_off()
@@ -827,57 +820,43 @@ async fn named_requirements_wait_for_a_sign_off_and_a_watched_condition() -> any
             &approval("acceptance", "acceptance-criteria", "product-owner"),
         )
         .await?;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = env
-            .releases
-            .get("web-2-0-0")
-            .await?
-            .status
-            .unwrap_or_default();
-        if status
+    let status = wait_for(WAIT, Duration::from_millis(200), || async {
+        let status = env.status("web-2-0-0").await?;
+        let counted = status
             .requirements
             .iter()
-            .any(|r| r.name == "acceptance-criteria" && r.met)
-        {
-            assert!(
-                requirement(&status, "acceptance-criteria")
-                    .message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("approved by product-owner")),
-                "{status:#?}"
-            );
-            assert!(!requirement(&status, "security-scan").met, "{status:#?}");
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the sign-off was not counted: {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .any(|r| r.name == "acceptance-criteria" && r.met);
+        Ok(if counted {
+            Ok(status)
+        } else {
+            Err(format!("the sign-off was not counted: {status:#?}"))
+        })
+    })
+    .await?;
+    assert!(
+        requirement(&status, "acceptance-criteria")
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("approved by product-owner")),
+        "{status:#?}"
+    );
+    assert!(!requirement(&status, "security-scan").met, "{status:#?}");
 
     // The scan runs and fails: the gate names the status it waits for.
     set_scan(&env, "web-2-0-0", "False").await?;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = env
-            .releases
-            .get("web-2-0-0")
-            .await?
-            .status
-            .unwrap_or_default();
-        let scan = requirement(&status, "security-scan");
-        if scan
+    wait_for(WAIT, Duration::from_millis(200), || async {
+        let status = env.status("web-2-0-0").await?;
+        let waits = requirement(&status, "security-scan")
             .message
             .as_deref()
-            .is_some_and(|m| m.contains("has Passed=False, waiting for True"))
-        {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{status:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .is_some_and(|m| m.contains("has Passed=False, waiting for True"));
+        Ok(if waits {
+            Ok(())
+        } else {
+            Err(format!("{status:#?}"))
+        })
+    })
+    .await?;
     assert_eq!(
         ctx.gate_watches().len(),
         1,

@@ -24,7 +24,7 @@ use relman::api::{Release, ReleaseApproval};
 use relman::plan::jobs::LABEL_RELEASE;
 use relman_testenv::{ADMIN_USER, ControlPlane};
 use serde_json::{Value, json};
-use support::{ReleaseBuilder, deployment, smoke, wait_for, with};
+use support::{ReleaseBuilder, deployment, image_of, smoke, wait_for, with};
 
 /// How long an accepted hostile release may take to report `Stalled`.
 const STALL_WAIT: Duration = Duration::from_secs(120);
@@ -606,24 +606,16 @@ async fn a_release_cannot_drive_another_namespaces_deployment() -> anyhow::Resul
     relman.ensure_running()?;
     let victims: Api<Deployment> = Api::namespaced(client.clone(), &victim_ns);
     let victim = victims.get("victim-staging").await?;
-    let image = |d: &Deployment| {
-        d.spec
-            .template
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .and_then(|c| c.image.clone())
-    };
     println!(
         "{}: stalled: {reason}: {message}; victim-staging runs {:?}",
         case.what,
-        image(&victim)
+        image_of(&victim)
     );
     assert_eq!(
         victim.metadata.generation,
         Some(1),
         "a Release in {ns} changed Deployment {victim_ns}/victim-staging (now {:?})",
-        image(&victim)
+        image_of(&victim)
     );
     assert_eq!(reason, "NamespaceNotPermitted", "{message}");
     for part in [
@@ -645,8 +637,7 @@ async fn a_release_cannot_drive_another_namespaces_deployment() -> anyhow::Resul
     // rolls the Deployment out.
     support::accept_releases_from(&client, &victim_ns, Some(&format!("someone-else, {ns}")))
         .await?;
-    let rolled_out =
-        |d: Option<&Deployment>| d.and_then(image).as_deref() == Some("intruder:2.0.0");
+    let rolled_out = |d: Option<&Deployment>| d.is_some_and(|d| image_of(d) == "intruder:2.0.0");
     tokio::time::timeout(
         STALL_WAIT,
         kube::runtime::wait::await_condition(victims.clone(), "victim-staging", rolled_out),

@@ -15,7 +15,7 @@ use relman::api::release::{ReleasePhase, StagePhase};
 use relman::api::{Release, ReleaseStatus};
 use relman_testenv::NEVER_READY_IMAGE_SUFFIX;
 use serde_json::{Value, json};
-use support::{Env, OLD_IMAGE, Smoke, WAIT, condition};
+use support::{Env, OLD_IMAGE, Smoke, WAIT, condition, relman_writes};
 
 const NEW_IMAGE: &str = "web:2.0.0";
 
@@ -401,22 +401,6 @@ async fn two_releases_never_drive_one_deployment_at_once() -> anyhow::Result<()>
     assert_eq!(env.image("web-staging").await?, "web:2.1.0");
     assert_eq!(env.image("web-prod").await?, "web:2.1.0");
     Ok(())
-}
-
-/// relman's entries in an object's managedFields: each write by relman's field manager updates
-/// its entry's time (and fields), so equal entries mean relman wrote nothing.
-fn relman_writes(meta: &kube::api::ObjectMeta) -> Vec<String> {
-    meta.managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.manager.as_deref() == Some("relman"))
-        .map(|m| {
-            format!(
-                "{:?} {:?} {:?} {:?}",
-                m.operation, m.subresource, m.time, m.fields_v1
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]

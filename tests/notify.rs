@@ -181,9 +181,11 @@ mod cluster {
     use serde_json::{Value, json};
 
     use super::{Behaviour, receiver};
-    use crate::support::deployment;
+    use crate::support::{deployment, wait_for};
 
     const WAIT: Duration = Duration::from_secs(120);
+    const MINUTE: Duration = Duration::from_secs(60);
+    const HALF_SECOND: Duration = Duration::from_millis(500);
     const TOKEN: &str = "s3cr3t-token";
 
     fn secret(name: &str, url: &str) -> anyhow::Result<Secret> {
@@ -298,58 +300,54 @@ mod cluster {
         // The failing receiver is retried, and its failure is a Warning Event; so is the
         // hanging one's (after its timeouts).
         let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let failures = loop {
+        let failures = wait_for(MINUTE, HALF_SECOND, || async {
             let warnings = warning_reasons(&events).await?;
             let failed: Vec<_> = warnings
                 .iter()
                 .filter(|(reason, _)| reason == "NotificationFailed")
                 .collect();
             let names = |n: &str| failed.iter().any(|(_, note)| note.contains(n));
-            if names("failing") && names("hanging") {
-                break warnings;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "no NotificationFailed Events: {warnings:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+            Ok(if names("failing") && names("hanging") {
+                Ok(warnings)
+            } else {
+                Err(format!("no NotificationFailed Events: {warnings:?}"))
+            })
+        })
+        .await?;
         assert!(fail_count.load(std::sync::atomic::Ordering::SeqCst) >= 3);
         // Two deliveries (Started, Released) to the accepting receiver; four failures.
         let counted = [
             "relman_notifications_total{result=\"delivered\"} 2\n",
             "relman_notifications_total{result=\"failed\"} 4\n",
         ];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        wait_for(MINUTE, HALF_SECOND, || async {
             let exposition = metrics.encode_prometheus()?;
-            if counted.iter().all(|line| exposition.contains(line)) {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "{counted:?} in {exposition}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            Ok(if counted.iter().all(|line| exposition.contains(line)) {
+                Ok(())
+            } else {
+                Err(format!("{counted:?} in {exposition}"))
+            })
+        })
+        .await?;
 
         // Every result is in status, one entry per receiver and event, and the controller's
         // own status writes keep them.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let results = loop {
+        let results = wait_for(MINUTE, HALF_SECOND, || async {
             let results = releases
                 .get("web-2-0-0")
                 .await?
                 .status
                 .map(|s| s.notifications)
                 .unwrap_or_default();
-            if results.len() == 6 {
-                break results;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "expected 6 notification results in status, got {results:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+            Ok(if results.len() == 6 {
+                Ok(results)
+            } else {
+                Err(format!(
+                    "expected 6 notification results in status, got {results:#?}"
+                ))
+            })
+        })
+        .await?;
         for event in [NotifyEvent::Started, NotifyEvent::Released] {
             let find = |target: &str| {
                 results

@@ -15,7 +15,7 @@ use relman::controller::{self, Context};
 use relman::plan::PlanConfig;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
-use support::{Env, approval, file_documents, wait_until_rejected, web};
+use support::{Env, approval, file_documents, stdout_of, wait_until_rejected, web};
 use tokio::task::JoinHandle;
 
 /// Starts a controller for the test's namespace; abort the handle to stop it.
@@ -45,13 +45,7 @@ async fn plugin(kubeconfig: &Path, ns: &str, args: &[&str]) -> anyhow::Result<Ou
 async fn ok(env: &Env, args: &[&str]) -> anyhow::Result<String> {
     let cp = ControlPlane::shared().await?;
     let out = plugin(&cp.kubeconfig_path(), &env.ns, args).await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl relman {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    stdout_of(out, &format!("kubectl relman {}", args.join(" ")))
 }
 
 /// Asserts the run failed with one line on stderr, and returns that line.

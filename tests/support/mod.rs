@@ -170,13 +170,7 @@ impl Env {
         let mut command = ControlPlane::shared().await?.kubectl();
         command.args(args).args(["-n", &self.ns]);
         let out = tokio::task::spawn_blocking(move || command.output()).await??;
-        anyhow::ensure!(
-            out.status.success(),
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
+        stdout_of(out, &format!("kubectl {}", args.join(" ")))
     }
 
     /// The Events on Release `name` with `reason`: see [`events`].
@@ -251,6 +245,32 @@ impl Env {
             }
         }
     }
+}
+
+/// relman's entries in an object's managedFields: each write by relman's field manager updates
+/// its entry's time (and fields), so equal entries mean relman wrote nothing.
+pub fn relman_writes(meta: &kube::api::ObjectMeta) -> Vec<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some("relman"))
+        .map(|m| {
+            format!(
+                "{:?} {:?} {:?} {:?}",
+                m.operation, m.subresource, m.time, m.fields_v1
+            )
+        })
+        .collect()
+}
+
+/// The stdout of a command that ran as `what`; its stderr as the error when it failed.
+pub fn stdout_of(output: std::process::Output, what: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
 }
 
 /// The condition `type_` of `status`; panics with the status when it is missing.
