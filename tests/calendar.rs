@@ -14,7 +14,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -24,17 +23,15 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use relman::api::{Release, ReleaseCalendar, ReleaseCalendarStatus, ReleaseStatus};
-use relman::controller::calendar::{CalendarCache, CalendarController, CalendarScope};
-use relman::controller::{self, Context};
-use relman::plan::PlanConfig;
+use relman::controller::calendar::CalendarCache;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
-use support::{deployment_with, http_get, release_name, wait_deployment_available};
+use support::{
+    CALENDAR_LABEL, calendar_controller, deployment_with, http_get, release_name, start_controller,
+    wait_deployment_available,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
-
-/// The label that ties a test's calendar to the test's calendar controller.
-const TEST_LABEL: &str = "relman.io/test-namespace";
 
 /// One test's world.
 struct World {
@@ -71,23 +68,8 @@ async fn setup(cp: &ControlPlane, prefix: &str, applications: &[&str]) -> anyhow
             wait_deployment_available(&deployments, &format!("{application}-{stage}")).await?;
         }
     }
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Some("test".into()),
-        PlanConfig::default(),
-    ));
-    tokio::spawn(controller::run(
-        ctx,
-        Some(ns.clone()),
-        std::future::pending(),
-    ));
-    let calendars = CalendarController::new(
-        client.clone(),
-        CalendarScope {
-            release_namespace: Some(ns.clone()),
-            calendar_selector: Some(format!("{TEST_LABEL}={ns}")),
-        },
-    );
+    start_controller(&client, &ns, "test");
+    let calendars = calendar_controller(&client, &ns);
     let cache = calendars.cache();
     tokio::spawn(calendars.run(std::future::pending()));
     Ok(World {
@@ -105,7 +87,7 @@ impl World {
         let calendar: ReleaseCalendar = serde_json::from_value(json!({
             "apiVersion": "relman.io/v1alpha1",
             "kind": "ReleaseCalendar",
-            "metadata": {"name": self.calendar, "labels": {TEST_LABEL: self.ns}},
+            "metadata": {"name": self.calendar, "labels": {CALENDAR_LABEL: self.ns}},
             "spec": spec,
         }))?;
         self.calendars

@@ -23,14 +23,13 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
-use relman::controller::{self, Context};
+use relman::controller::Context;
 use relman::notes::{NOTES_KEY, config_map_name, render};
-use relman::plan::PlanConfig;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
 use support::{
-    ReleaseBuilder, condition, file_documents, relman_writes, stdout_of, wait_for,
-    wait_until_rejected,
+    ReleaseBuilder, condition, context, file_documents, relman_writes, run_controller, stdout_of,
+    wait_for, wait_until_rejected,
 };
 use tokio::task::JoinHandle;
 
@@ -68,18 +67,11 @@ impl Env {
     }
 
     fn controller(&self) -> JoinHandle<()> {
-        self.controller_with(Arc::new(Context::new(
-            self.admin.clone(),
-            Some("gates-test".into()),
-            PlanConfig::default(),
-        )))
+        self.controller_with(Arc::new(context(&self.admin, "gates-test")))
     }
 
     fn controller_with(&self, ctx: Arc<Context>) -> JoinHandle<()> {
-        let ns = self.ns.clone();
-        tokio::spawn(async move {
-            let _ = controller::run(ctx, Some(ns), std::future::pending()).await;
-        })
+        run_controller(ctx, &self.ns)
     }
 
     /// Creates Deployments `names` running `web:1.0.0` and waits until they are available.
@@ -760,11 +752,7 @@ async fn named_requirements_wait_for_a_sign_off_and_a_watched_condition() -> any
     let env = Env::new("gates-named").await?;
     install_scan_kind(&env).await?;
     env.deployments(&["web-staging"]).await?;
-    let ctx = Arc::new(Context::new(
-        env.admin.clone(),
-        Some("gates-test".into()),
-        PlanConfig::default(),
-    ));
+    let ctx = Arc::new(context(&env.admin, "gates-test"));
     let _controller = env.controller_with(ctx.clone());
     let requirements = json!([
         {"name": "acceptance-criteria", "description": "Product signed the acceptance criteria off."},

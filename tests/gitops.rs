@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -27,12 +26,10 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParam
 use kube::runtime::wait::await_condition;
 use relman::api::release::ReleasePhase;
 use relman::api::{Release, ReleaseCalendar, ReleaseStatus};
-use relman::controller::{self, Context};
-use relman::plan::PlanConfig;
 use relman_testenv::ControlPlane;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use support::{ReleaseBuilder, Smoke, deployment_with};
+use support::{ReleaseBuilder, Smoke, deployment_with, start_controller};
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -151,15 +148,7 @@ impl World {
     }
 
     fn start_controller(&mut self) {
-        let ctx = Arc::new(Context::new(
-            self.client.clone(),
-            Some("test".into()),
-            PlanConfig::default(),
-        ));
-        let namespace = self.ns.clone();
-        self.controller = Some(tokio::spawn(async move {
-            let _ = controller::run(ctx, Some(namespace), std::future::pending()).await;
-        }));
+        self.controller = Some(start_controller(&self.client, &self.ns, "test"));
     }
 
     /// Stops the controller and waits until it is gone: nothing writes the Release after this.

@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use relman::controller::{self, Context};
 use relman::leader::{LeaderElectionConfig, LeaderElector, Leadership};
 use relman::metrics::Metrics;
-use relman::plan::PlanConfig;
-use support::{Env, web};
+use support::{Env, context, run_controller, web};
 use tokio::task::JoinHandle;
 
 /// Short timings, so a takeover after a crash takes seconds.
@@ -41,23 +39,14 @@ impl Replica {
             .expect("valid timings");
         let (elector, leadership) = LeaderElector::new(env.client.clone(), config);
         let metrics = Arc::new(Metrics::new());
-        let ctx = Arc::new(
-            Context::new(
-                env.client.clone(),
-                Some(identity.to_owned()),
-                PlanConfig::default(),
-            )
+        let ctx = context(&env.client, identity)
             .with_leadership(leadership.clone())
-            .with_metrics(metrics.clone()),
-        );
+            .with_metrics(metrics.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let election = tokio::spawn(elector.run(async move {
             let _ = stopped.await;
         }));
-        let namespace = env.ns.clone();
-        let controller = tokio::spawn(async move {
-            let _ = controller::run(ctx, Some(namespace), std::future::pending()).await;
-        });
+        let controller = run_controller(Arc::new(ctx), &env.ns);
         Self {
             identity: identity.to_owned(),
             leadership,

@@ -9,14 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relman::controller::calendar::{CalendarController, CalendarScope};
-use relman::controller::{self, Context};
 use relman::http::HttpState;
 use relman::metrics::{ANNOTATION_COMMIT_TIME, Metrics};
-use relman::plan::PlanConfig;
 use relman::readiness::ReadyFlag;
 use serde_json::json;
-use support::{Env, Smoke, http_get, web};
+use support::{Env, Smoke, calendar_controller, context, http_get, run_controller, web};
 
 /// The samples of a Prometheus text exposition: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -61,14 +58,7 @@ async fn metrics_count_reconciles_phases_and_dora_per_application() -> anyhow::R
     let env = Env::new("metrics").await?;
     let metrics = Arc::new(Metrics::new());
     let releases_ready = ReadyFlag::new();
-    let calendars = CalendarController::new(
-        env.client.clone(),
-        CalendarScope {
-            release_namespace: Some(env.ns.clone()),
-            calendar_selector: Some(format!("relman.io/test-namespace={}", env.ns)),
-        },
-    )
-    .with_metrics(metrics.clone());
+    let calendars = calendar_controller(&env.client, &env.ns).with_metrics(metrics.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let state = HttpState {
@@ -88,19 +78,10 @@ async fn metrics_count_reconciles_phases_and_dora_per_application() -> anyhow::R
     assert!(body.contains("Release watch"), "{body}");
     assert_eq!(http_get(addr, "/healthz").await?.0, 200);
 
-    let ctx = Arc::new(
-        Context::new(
-            env.client.clone(),
-            Some("metrics-test".into()),
-            PlanConfig::default(),
-        )
+    let ctx = context(&env.client, "metrics-test")
         .with_metrics(metrics.clone())
-        .with_ready_flag(releases_ready),
-    );
-    let namespace = env.ns.clone();
-    let release_controller = tokio::spawn(async move {
-        let _ = controller::run(ctx, Some(namespace), std::future::pending()).await;
-    });
+        .with_ready_flag(releases_ready);
+    let release_controller = run_controller(Arc::new(ctx), &env.ns);
     let calendar_controller = tokio::spawn(async move {
         let _ = calendars.run(std::future::pending()).await;
     });

@@ -174,14 +174,14 @@ mod cluster {
     use kube::runtime::wait::await_condition;
     use relman::api::Release;
     use relman::api::release::NotifyEvent;
-    use relman::controller::{self, Context};
+
     use relman::notify::RetryPolicy;
-    use relman::plan::PlanConfig;
+
     use relman_testenv::ControlPlane;
     use serde_json::{Value, json};
 
     use super::{Behaviour, receiver};
-    use crate::support::{deployment, wait_for};
+    use crate::support::{context, deployment, run_controller, wait_for};
 
     const WAIT: Duration = Duration::from_secs(120);
     const MINUTE: Duration = Duration::from_secs(60);
@@ -245,17 +245,13 @@ mod cluster {
                 .create(&PostParams::default(), &deployment(name, "web:1.0.0", 1))
                 .await?;
         }
-        let ctx = Context::new(client.clone(), Some("test".into()), PlanConfig::default())
-            .with_notify_policy(RetryPolicy {
-                attempts: 3,
-                initial_backoff: Duration::from_millis(100),
-                timeout: Duration::from_secs(2),
-            });
-        let metrics = ctx.metrics().clone();
-        let namespace = ns.clone();
-        let controller = tokio::spawn(async move {
-            let _ = controller::run(Arc::new(ctx), Some(namespace), std::future::pending()).await;
+        let ctx = context(&client, "test").with_notify_policy(RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            timeout: Duration::from_secs(2),
         });
+        let metrics = ctx.metrics().clone();
+        let controller = run_controller(Arc::new(ctx), &ns);
 
         let releases: Api<Release> = Api::namespaced(client.clone(), &ns);
         let started = Instant::now();

@@ -7,29 +7,14 @@ mod support;
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
 
 use kube::api::Api;
 use relman::api::{Decision, Release, ReleaseApproval};
-use relman::controller::{self, Context};
-use relman::plan::PlanConfig;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
-use support::{Env, approval, file_documents, stdout_of, wait_until_rejected, web};
-use tokio::task::JoinHandle;
-
-/// Starts a controller for the test's namespace; abort the handle to stop it.
-fn controller(env: &Env) -> JoinHandle<()> {
-    let ctx = Arc::new(Context::new(
-        env.client.clone(),
-        Some("plugin-test".into()),
-        PlanConfig::default(),
-    ));
-    let ns = env.ns.clone();
-    tokio::spawn(async move {
-        let _ = controller::run(ctx, Some(ns), std::future::pending()).await;
-    })
-}
+use support::{
+    Env, approval, file_documents, start_controller, stdout_of, wait_until_rejected, web,
+};
 
 /// Runs `kubectl-relman ARGS -n NS --kubeconfig KUBECONFIG` off the async runtime.
 async fn plugin(kubeconfig: &Path, ns: &str, args: &[&str]) -> anyhow::Result<Output> {
@@ -64,7 +49,7 @@ async fn approve_signs_off_as_the_api_servers_user_and_the_release_reaches_ready
     let spec = web("2.0.0").production_approval();
     let name = spec.name().to_owned();
     env.create(&spec.build()).await?;
-    let running = controller(&env);
+    let running = start_controller(&env.client, &env.ns, "plugin-test");
 
     let list = ok(&env, &["list"]).await?;
     assert!(list.starts_with("NAME"), "{list}");

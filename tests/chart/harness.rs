@@ -1,7 +1,6 @@
 //! relman running with the chart's ServiceAccount: its controllers, the calendar, Deployments
 //! and Releases it drives, and waits on them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -9,38 +8,19 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseCalendar, ReleaseStatus};
-use relman::controller::calendar::{CalendarController, CalendarScope};
-use relman::controller::{self, Context};
-use relman::plan::PlanConfig;
 use serde_json::json;
 
 pub use crate::support::image_of;
-use crate::support::{self, ReleaseBuilder, deployment_with, wait_deployment_available};
-
-/// The label that ties a test's calendar to the test's calendar controller.
-pub const CALENDAR_LABEL: &str = "relman.io/test-namespace";
+use crate::support::{
+    self, CALENDAR_LABEL, ReleaseBuilder, calendar_controller, deployment_with, start_controller,
+    wait_deployment_available,
+};
 
 /// Starts what `relman` runs — the Release controller and the calendar controller — for
 /// `namespace` with `client` (the ServiceAccount's). They stop when the test ends.
 pub fn start_relman(client: kube::Client, namespace: &str) {
-    let calendars = CalendarController::new(
-        client.clone(),
-        CalendarScope {
-            release_namespace: Some(namespace.to_owned()),
-            calendar_selector: Some(format!("{CALENDAR_LABEL}={namespace}")),
-        },
-    );
-    tokio::spawn(calendars.run(std::future::pending()));
-    let ctx = Arc::new(Context::new(
-        client,
-        Some("chart-test".into()),
-        PlanConfig::default(),
-    ));
-    tokio::spawn(controller::run(
-        ctx,
-        Some(namespace.to_owned()),
-        std::future::pending(),
-    ));
+    tokio::spawn(calendar_controller(&client, namespace).run(std::future::pending()));
+    start_controller(&client, namespace, "chart-test");
 }
 
 /// Creates the test's ReleaseCalendar (named after the namespace), with a window open now.

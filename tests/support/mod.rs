@@ -16,6 +16,7 @@ mod release;
 pub use release::{ReleaseBuilder, SMOKE_TIMEOUT, Smoke, release, release_name, smoke};
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -25,10 +26,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
+use relman::controller::Context;
+use relman::controller::calendar::{CalendarController, CalendarScope};
 use relman::k8s::ANNOTATION_ACCEPT_RELEASES_FROM;
+use relman::plan::PlanConfig;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// The label that ties a test's ReleaseCalendar (cluster-scoped, named after the test's
+/// namespace) to the test's calendar controller.
+pub const CALENDAR_LABEL: &str = "relman.io/test-namespace";
 
 /// How long a test waits for the cluster or the controller.
 pub const WAIT: Duration = Duration::from_secs(120);
@@ -82,16 +91,8 @@ impl Env {
     }
 
     /// Starts a controller for the test's namespace; it stops with the test.
-    pub fn controller(&self) -> tokio::task::JoinHandle<()> {
-        let ctx = std::sync::Arc::new(relman::controller::Context::new(
-            self.client.clone(),
-            Some("test".into()),
-            relman::plan::PlanConfig::default(),
-        ));
-        let namespace = self.ns.clone();
-        tokio::spawn(async move {
-            let _ = relman::controller::run(ctx, Some(namespace), std::future::pending()).await;
-        })
+    pub fn controller(&self) -> JoinHandle<()> {
+        start_controller(&self.client, &self.ns, "test")
     }
 
     /// A client for user `name` holding only the shipped `relman-developer` role
@@ -280,6 +281,41 @@ pub fn condition<'a>(status: &'a ReleaseStatus, type_: &str) -> &'a Condition {
         .iter()
         .find(|c| c.type_ == type_)
         .unwrap_or_else(|| panic!("no {type_} condition: {status:#?}"))
+}
+
+/// A Release controller's context for `client`, its Events reported by `instance`.
+pub fn context(client: &kube::Client, instance: &str) -> Context {
+    Context::new(
+        client.clone(),
+        Some(instance.to_owned()),
+        PlanConfig::default(),
+    )
+}
+
+/// Runs the Release controller with `ctx` for namespace `ns` until the handle is aborted (or
+/// the test ends).
+pub fn run_controller(ctx: Arc<Context>, ns: &str) -> JoinHandle<()> {
+    let ns = ns.to_owned();
+    tokio::spawn(async move {
+        let _ = relman::controller::run(ctx, Some(ns), std::future::pending()).await;
+    })
+}
+
+/// [`run_controller`] with a [`context`] for `client` and `instance`.
+pub fn start_controller(client: &kube::Client, ns: &str, instance: &str) -> JoinHandle<()> {
+    run_controller(Arc::new(context(client, instance)), ns)
+}
+
+/// A calendar controller for the Releases of namespace `ns` that reads only the calendars
+/// labelled [`CALENDAR_LABEL`]`=<ns>`.
+pub fn calendar_controller(client: &kube::Client, ns: &str) -> CalendarController {
+    CalendarController::new(
+        client.clone(),
+        CalendarScope {
+            release_namespace: Some(ns.to_owned()),
+            calendar_selector: Some(format!("{CALENDAR_LABEL}={ns}")),
+        },
+    )
 }
 
 /// Deployment `name` of `replicas` pods labelled `app: <name>`, running `image` in container
