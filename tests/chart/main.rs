@@ -1,7 +1,8 @@
 //! The Helm chart in `charts/relman`: it renders, it installs on the local control plane, and its
 //! RBAC is enough for relman and no more — a controller running with the chart's ServiceAccount
 //! token takes one release to Ready and reverts another, and the ServiceAccount holds exactly the
-//! rules this file lists. Its sign-off admission policies are those of `config/` and are enforced.
+//! rules `grants.rs` lists. Its sign-off admission policies are those of `config/` and are
+//! enforced.
 //!
 //! The policy bindings are cluster-wide and other test binaries share the API server, so every
 //! test here that applies the chart binds them to its own namespace or switches them off.
