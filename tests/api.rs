@@ -4,10 +4,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
+use support::{stdout_of, with};
 
 fn release_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("relman.io", "v1alpha1", "Release"))
@@ -89,26 +92,6 @@ fn object(ar: &ApiResource, name: &str, spec: Value) -> DynamicObject {
     let mut obj = DynamicObject::new(name, ar);
     obj.data = json!({ "spec": spec });
     obj
-}
-
-/// Sets `value` at a JSON pointer, creating nothing: the path must exist up to its parent.
-fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
-    let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
-    let target = doc
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent} in the manifest"));
-    match target {
-        Value::Object(map) => {
-            if value.is_null() {
-                map.remove(key);
-            } else {
-                map.insert(key.to_owned(), value);
-            }
-        }
-        Value::Array(items) => items[key.parse::<usize>().expect("index")] = value,
-        other => panic!("cannot set {key} in {other}"),
-    }
-    doc
 }
 
 struct Case {
@@ -337,13 +320,7 @@ async fn immutable_fields_cannot_change() -> anyhow::Result<()> {
 
 fn kubectl_output(cp: &ControlPlane, args: &[&str]) -> anyhow::Result<String> {
     let out = cp.kubectl().args(args).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    stdout_of(out, &format!("kubectl {}", args.join(" ")))
 }
 
 #[tokio::test]

@@ -10,9 +10,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -22,16 +23,15 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use relman::api::{Release, ReleaseCalendar, ReleaseCalendarStatus, ReleaseStatus};
-use relman::controller::calendar::{CalendarCache, CalendarController, CalendarScope};
-use relman::controller::{self, Context};
-use relman::plan::PlanConfig;
+use relman::controller::calendar::CalendarCache;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{
+    CALENDAR_LABEL, calendar_controller, deployment_with, http_get, release_name, start_controller,
+    wait_deployment_available,
+};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
-
-/// The label that ties a test's calendar to the test's calendar controller.
-const TEST_LABEL: &str = "relman.io/test-namespace";
 
 /// One test's world.
 struct World {
@@ -52,33 +52,24 @@ async fn setup(cp: &ControlPlane, prefix: &str, applications: &[&str]) -> anyhow
     for application in applications {
         for stage in ["staging", "prod"] {
             let name = format!("{application}-{stage}");
+            let deployment = deployment_with(
+                &name,
+                "app:1.0.0",
+                1,
+                json!({"progressDeadlineSeconds": 30}),
+            );
             deployments
-                .create(&PostParams::default(), &deployment(&name))
+                .create(&PostParams::default(), &deployment)
                 .await?;
         }
     }
     for application in applications {
         for stage in ["staging", "prod"] {
-            wait_available(&deployments, &format!("{application}-{stage}")).await?;
+            wait_deployment_available(&deployments, &format!("{application}-{stage}")).await?;
         }
     }
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Some("test".into()),
-        PlanConfig::default(),
-    ));
-    tokio::spawn(controller::run(
-        ctx,
-        Some(ns.clone()),
-        std::future::pending(),
-    ));
-    let calendars = CalendarController::new(
-        client.clone(),
-        CalendarScope {
-            release_namespace: Some(ns.clone()),
-            calendar_selector: Some(format!("{TEST_LABEL}={ns}")),
-        },
-    );
+    start_controller(&client, &ns, "test");
+    let calendars = calendar_controller(&client, &ns);
     let cache = calendars.cache();
     tokio::spawn(calendars.run(std::future::pending()));
     Ok(World {
@@ -96,7 +87,7 @@ impl World {
         let calendar: ReleaseCalendar = serde_json::from_value(json!({
             "apiVersion": "relman.io/v1alpha1",
             "kind": "ReleaseCalendar",
-            "metadata": {"name": self.calendar, "labels": {TEST_LABEL: self.ns}},
+            "metadata": {"name": self.calendar, "labels": {CALENDAR_LABEL: self.ns}},
             "spec": spec,
         }))?;
         self.calendars
@@ -165,44 +156,6 @@ impl World {
     }
 }
 
-fn deployment(name: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "progressDeadlineSeconds": 30,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "api", "image": "app:1.0.0"}]}
-            }
-        }
-    }))
-    .expect("valid Deployment")
-}
-
-async fn wait_available(api: &Api<Deployment>, name: &str) -> anyhow::Result<()> {
-    let available = |d: Option<&Deployment>| {
-        d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
-            s.conditions.iter().flatten().any(|c| {
-                c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
-            }) && s.updated_replicas == s.replicas
-        })
-    };
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(api.clone(), name, available),
-    )
-    .await??;
-    Ok(())
-}
-
-fn smoke() -> Value {
-    json!({"timeout": "2m", "template": {"spec": {"backoffLimit": 0, "template": {
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
-    }}}})
-}
-
 /// A Release of `application` whose production stage waits for the calendar's window.
 fn release(
     application: &str,
@@ -211,31 +164,15 @@ fn release(
     calendar: &str,
     target_date: &str,
 ) -> Release {
-    serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1",
-        "kind": "Release",
-        "metadata": {"name": release_name(application, version)},
-        "spec": {
-            "application": application,
-            "version": version,
-            "type": release_type,
-            "owner": "team-web",
-            "targetDate": target_date,
-            "calendar": calendar,
-            "rollbackPlan": "roll back to the previous version, see the runbook",
-            "notes": {"summary": "A release, with commas; and semicolons.", "migrationSteps": ["none"]},
-            "images": [{"container": "api", "image": format!("{application}:{version}")}],
-            "stages": [
-                {"name": "staging", "deployments": [format!("{application}-staging")], "smokeTest": smoke()},
-                {"name": "production", "deployments": [format!("{application}-prod")], "window": true, "smokeTest": smoke()}
-            ]
-        }
-    }))
-    .expect("valid Release")
-}
-
-fn release_name(application: &str, version: &str) -> String {
-    format!("{application}-{}", version.replace('.', "-"))
+    support::release(application, version)
+        .release_type(release_type)
+        .target_date(target_date)
+        .calendar(calendar)
+        .rollback_plan("roll back to the previous version, see the runbook")
+        .summary("A release, with commas; and semicolons.")
+        .production_window()
+        .smoke_timeout("2m")
+        .build()
 }
 
 fn condition<'a>(
@@ -828,28 +765,6 @@ async fn plugin(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<std::process
         .stdin(Stdio::null())
         .output();
     Ok(tokio::time::timeout(Duration::from_secs(30), output).await??)
-}
-
-/// A GET over plain HTTP/1.1: status code, headers, body.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await??;
-    let response = String::from_utf8(response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("no header end in {response:?}"))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
-    Ok((code, head.to_owned(), body.to_owned()))
 }
 
 /// A Python with the `icalendar` package: a venv under `target/`, created and filled from

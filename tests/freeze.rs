@@ -15,7 +15,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use kube::api::{Api, Patch, PatchParams};
 use relman::api::Release;
 use serde_json::{Value, json};
-use support::{Env, ReleaseOf};
+use support::{Env, web};
 
 const FREEZE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/release-freeze.yaml");
 
@@ -81,20 +81,9 @@ async fn a_started_release_cannot_be_rescoped_by_its_author() -> anyhow::Result<
     let _controller = env.controller();
     // web-2-0-0 starts and waits for its production sign-off; web-3-0-0 never starts (its
     // named requirement is not met).
-    let started = ReleaseOf {
-        version: "2.0.0",
-        production_passes: true,
-        production_approval: true,
-        annotations: json!({}),
-    };
+    let started = web("2.0.0").production_approval();
     env.create(&started.build()).await?;
-    let mut waiting = ReleaseOf {
-        version: "3.0.0",
-        production_passes: true,
-        production_approval: true,
-        annotations: json!({}),
-    }
-    .build();
+    let mut waiting = web("3.0.0").production_approval().build();
     waiting.spec.requirements = serde_json::from_value(json!([{"name": "qa-signoff"}]))?;
     env.create(&waiting).await?;
     env.wait_condition("web-2-0-0", "StagingVerified", "True")

@@ -8,6 +8,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,11 +23,14 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseApproval, ReleaseStatus};
-use relman::controller::{self, Context};
+use relman::controller::Context;
 use relman::notes::{NOTES_KEY, config_map_name, render};
-use relman::plan::PlanConfig;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
+use support::{
+    ReleaseBuilder, condition, context, file_documents, relman_writes, run_controller, stdout_of,
+    wait_for, wait_until_rejected,
+};
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -62,18 +67,11 @@ impl Env {
     }
 
     fn controller(&self) -> JoinHandle<()> {
-        self.controller_with(Arc::new(Context::new(
-            self.admin.clone(),
-            Some("gates-test".into()),
-            PlanConfig::default(),
-        )))
+        self.controller_with(Arc::new(context(&self.admin, "gates-test")))
     }
 
     fn controller_with(&self, ctx: Arc<Context>) -> JoinHandle<()> {
-        let ns = self.ns.clone();
-        tokio::spawn(async move {
-            let _ = controller::run(ctx, Some(ns), std::future::pending()).await;
-        })
+        run_controller(ctx, &self.ns)
     }
 
     /// Creates Deployments `names` running `web:1.0.0` and waits until they are available.
@@ -110,6 +108,11 @@ impl Env {
             .create(&PostParams::default(), release)
             .await?;
         Ok(())
+    }
+
+    /// The Release's status as it is now.
+    async fn status(&self, name: &str) -> anyhow::Result<ReleaseStatus> {
+        Ok(self.releases.get(name).await?.status.unwrap_or_default())
     }
 
     async fn patch_spec(&self, name: &str, spec: Value) -> anyhow::Result<()> {
@@ -152,87 +155,23 @@ impl Env {
         let mut command = self.cp.kubectl();
         command.arg(format!("--namespace={}", self.ns)).args(args);
         let output = tokio::task::spawn_blocking(move || command.output()).await??;
-        anyhow::ensure!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        stdout_of(output, &format!("kubectl {args:?}"))
     }
 }
 
-fn condition<'a>(
-    status: &'a ReleaseStatus,
-    type_: &str,
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition: {status:#?}"))
-}
-
-fn smoke() -> Value {
-    json!({"timeout": "2m", "template": {"spec": {"backoffLimit": 0, "template": {
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
-    }}}})
-}
-
-/// A Release of application `web` through the stages `stages` (each a JSON stage without its
-/// smoke test), with `spec` merged over the defaults.
-fn release(version: &str, release_type: &str, stages: Value, spec: Value) -> Release {
-    let stages: Vec<Value> = stages
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|mut stage| {
-            stage["smokeTest"] = smoke();
-            stage
-        })
-        .collect();
-    let mut full = json!({
-        "application": "web",
-        "version": version,
-        "type": release_type,
-        "owner": "team-web",
-        "rollbackPlan": "https://wiki.example/web/rollback",
-        "notes": {"summary": format!("Web {version}."), "migrationSteps": ["none"]},
-        "images": [{"container": "api", "image": format!("web:{version}")}],
-        "stages": stages,
-    });
-    if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
-        full.extend(extra.clone());
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1",
-        "kind": "Release",
-        "metadata": {"name": format!("web-{}", version.replace(['.', '+'], "-"))},
-        "spec": full,
-    }))
-    .expect("valid Release")
-}
-
-fn staging_only() -> Value {
-    json!([{"name": "staging", "deployments": ["web-staging"]}])
+/// A Release of application `web` at `version` of type `release_type`, smoke tests with a
+/// two-minute timeout.
+fn release(version: &str, release_type: &str) -> ReleaseBuilder {
+    support::release("web", version)
+        .release_type(release_type)
+        .rollback_plan("https://wiki.example/web/rollback")
+        .summary(&format!("Web {version}."))
+        .smoke_timeout("2m")
 }
 
 // -------------------------------------------------------------------------------------------
 // The shipped admission policies and roles, bound to one namespace
 // -------------------------------------------------------------------------------------------
-
-/// The YAML documents of a file in `config/`.
-fn documents(path: &str) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value: Value = serde::Deserialize::deserialize(document)?;
-        if !value.is_null() {
-            out.push(value);
-        }
-    }
-    Ok(out)
-}
 
 fn of_kind<'a>(documents: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> {
     documents.iter().filter(move |d| d["kind"] == kind)
@@ -247,7 +186,7 @@ fn apply_params() -> PatchParams {
 /// namespace, and RoleBindings for alice (relman-approver), dave (relman-developer) and the
 /// group release-managers (relman-release-manager).
 async fn install_identity(env: &Env) -> anyhow::Result<()> {
-    let policy = documents(POLICY_FILE)?;
+    let policy = file_documents(POLICY_FILE)?;
     let policies: Api<ValidatingAdmissionPolicy> = Api::all(env.admin.clone());
     for document in of_kind(&policy, "ValidatingAdmissionPolicy") {
         let name = document["metadata"]["name"].as_str().unwrap_or_default();
@@ -285,7 +224,7 @@ async fn install_identity(env: &Env) -> anyhow::Result<()> {
     }
 
     let roles: Api<ClusterRole> = Api::all(env.admin.clone());
-    for document in of_kind(&documents(ROLES_FILE)?, "ClusterRole") {
+    for document in of_kind(&file_documents(ROLES_FILE)?, "ClusterRole") {
         let name = document["metadata"]["name"].as_str().unwrap_or_default();
         roles
             .patch(name, &apply_params(), &Patch::Apply(document))
@@ -312,11 +251,6 @@ async fn install_identity(env: &Env) -> anyhow::Result<()> {
 /// Waits until both policies reject what they must (probed with dry runs as the admin, who is
 /// neither "nobody" nor a release manager): bindings take effect asynchronously.
 async fn wait_until_enforced(env: &Env) -> anyhow::Result<()> {
-    let approvals: Api<ReleaseApproval> = Api::namespaced(env.admin.clone(), &env.ns);
-    let dry_run = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
     let probes = [
         (
             approval("probe", "acceptance-criteria", "nobody"),
@@ -327,40 +261,13 @@ async fn wait_until_enforced(env: &Env) -> anyhow::Result<()> {
             "only members of group",
         ),
     ];
-    let deadline = Instant::now() + POLICY_WAIT;
-    for (probe, rejection) in probes {
-        loop {
-            match approvals.create(&dry_run, &probe).await {
-                Err(kube::Error::Api(e)) if e.message.contains(rejection) => break,
-                other => {
-                    anyhow::ensure!(
-                        Instant::now() < deadline,
-                        "the admission policy is not enforced after {POLICY_WAIT:?}: {other:?}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }
-    Ok(())
+    let approvals = Api::namespaced(env.admin.clone(), &env.ns);
+    wait_until_rejected(&approvals, &probes, POLICY_WAIT).await
 }
 
 /// An approval of release `web-2-0-0` version 2.0.0 at `gate`, signed `approver`.
 fn approval(name: &str, gate: &str, approver: &str) -> ReleaseApproval {
-    serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1",
-        "kind": "ReleaseApproval",
-        "metadata": {"name": name},
-        "spec": {
-            "release": "web-2-0-0",
-            "version": "2.0.0",
-            "gate": gate,
-            "decision": "Approved",
-            "approver": approver,
-            "comment": "Staging verified."
-        }
-    }))
-    .expect("valid ReleaseApproval")
+    support::approval(name, "web-2-0-0", "2.0.0", gate, approver)
 }
 
 /// Creates `approval` as the user `user` in `groups`.
@@ -462,7 +369,7 @@ async fn the_shipped_policies_type_check_cleanly() -> anyhow::Result<()> {
     let env = Env::new("gates-typecheck").await?;
     install_identity(&env).await?;
     let policies: Api<ValidatingAdmissionPolicy> = Api::all(env.admin.clone());
-    for document in of_kind(&documents(POLICY_FILE)?, "ValidatingAdmissionPolicy") {
+    for document in of_kind(&file_documents(POLICY_FILE)?, "ValidatingAdmissionPolicy") {
         let name = document["metadata"]["name"].as_str().unwrap_or_default();
         // The API server type-checks a policy against the CRD's schema asynchronously.
         let checked = |p: Option<&ValidatingAdmissionPolicy>| {
@@ -549,16 +456,6 @@ async fn approvals_never_change_once_created() -> anyhow::Result<()> {
 // The sign-off flow and the release notes
 // -------------------------------------------------------------------------------------------
 
-/// relman's entries in an object's managedFields: each write by relman updates its entry.
-fn relman_writes(meta: &kube::api::ObjectMeta) -> Vec<String> {
-    meta.managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.manager.as_deref() == Some("relman"))
-        .map(|m| format!("{:?} {:?} {:?}", m.operation, m.time, m.fields_v1))
-        .collect()
-}
-
 #[tokio::test]
 async fn notes_are_published_before_production_and_a_release_manager_signs_it_off()
 -> anyhow::Result<()> {
@@ -566,24 +463,16 @@ async fn notes_are_published_before_production_and_a_release_manager_signs_it_of
     install_identity(&env).await?;
     env.deployments(&["web-staging", "web-prod"]).await?;
     let _controller = env.controller();
-    let release = release(
-        "2.0.0",
-        "Major",
-        json!([
-            {"name": "staging", "deployments": ["web-staging"]},
-            {"name": "production", "deployments": ["web-prod"], "approval": {"approvers": 1}}
-        ]),
-        json!({
-            "targetDate": "2026-12-01",
-            "notes": {
-                "summary": "Web 2: a new basket.",
-                "notableChanges": ["New basket", "Faster search"],
-                "migrationSteps": ["Run `web migrate --to 2`"],
-                "knownIssues": ["The old basket URL redirects once"]
-            }
-        }),
-    );
-    env.create(&release).await?;
+    let release = release("2.0.0", "Major")
+        .production_approval()
+        .target_date("2026-12-01")
+        .notes(json!({
+            "summary": "Web 2: a new basket.",
+            "notableChanges": ["New basket", "Faster search"],
+            "migrationSteps": ["Run `web migrate --to 2`"],
+            "knownIssues": ["The old basket URL redirects once"]
+        }));
+    env.create(&release.build()).await?;
 
     // Staging is verified; production waits for the sign-off, which is progress, not failure.
     let waiting = env
@@ -677,13 +566,13 @@ async fn the_release_type_is_checked_against_the_last_release_that_succeeded() -
     let _controller = env.controller();
 
     // The application's first release may have any type.
-    env.create(&release("2.4.0", "Patch", staging_only(), json!({})))
+    env.create(&release("2.4.0", "Patch").only_staging().build())
         .await?;
     env.wait_condition("web-2-4-0", "Ready", "True", None)
         .await?;
 
     // A patch declared as Minor waits, naming both versions.
-    env.create(&release("2.4.1", "Minor", staging_only(), json!({})))
+    env.create(&release("2.4.1", "Minor").only_staging().build())
         .await?;
     let mismatch = env
         .wait_condition(
@@ -710,7 +599,7 @@ async fn the_release_type_is_checked_against_the_last_release_that_succeeded() -
     );
 
     // An older version waits too.
-    env.create(&release("2.3.9", "Patch", staging_only(), json!({})))
+    env.create(&release("2.3.9", "Patch").only_staging().build())
         .await?;
     let older = env
         .wait_condition(
@@ -743,12 +632,12 @@ async fn the_release_type_is_checked_against_the_last_release_that_succeeded() -
 async fn a_major_release_without_migration_steps_waits_naming_them() -> anyhow::Result<()> {
     let env = Env::new("gates-migration").await?;
     let _controller = env.controller();
-    env.create(&release(
-        "3.0.0",
-        "Major",
-        staging_only(),
-        json!({"notes": {"summary": "Web 3."}}),
-    ))
+    env.create(
+        &release("3.0.0", "Major")
+            .only_staging()
+            .notes(json!({"summary": "Web 3."}))
+            .build(),
+    )
     .await?;
 
     let waiting = env
@@ -863,30 +752,30 @@ async fn named_requirements_wait_for_a_sign_off_and_a_watched_condition() -> any
     let env = Env::new("gates-named").await?;
     install_scan_kind(&env).await?;
     env.deployments(&["web-staging"]).await?;
-    let ctx = Arc::new(Context::new(
-        env.admin.clone(),
-        Some("gates-test".into()),
-        PlanConfig::default(),
-    ));
+    let ctx = Arc::new(context(&env.admin, "gates-test"));
     let _controller = env.controller_with(ctx.clone());
-    let requirements = json!({"requirements": [
+    let requirements = json!([
         {"name": "acceptance-criteria", "description": "Product signed the acceptance criteria off."},
         {"name": "security-scan", "condition": {"apiVersion": "ci.relman-tests.io/v1",
             "kind": "SecurityScan", "name": "web-2-0-0", "type": "Passed"}}
-    ]});
-    env.create(&release("2.0.0", "Major", staging_only(), requirements))
-        .await?;
+    ]);
+    env.create(
+        &release("2.0.0", "Major")
+            .only_staging()
+            .requirements(requirements)
+            .build(),
+    )
+    .await?;
     // A gate on a kind nobody serves is a clear reason, not an error loop.
-    let mut unknown = release(
-        "2.0.1",
-        "Patch",
-        json!([{"name": "staging", "deployments": ["api-staging"]}]),
-        json!({"application": "api", "requirements": [{"name": "load-test", "condition": {
+    let unknown = release("2.0.1", "Patch")
+        .named("api-2-0-1")
+        .set("application", json!("api"))
+        .only_staging()
+        .merge_stage("staging", json!({"deployments": ["api-staging"]}))
+        .requirements(json!([{"name": "load-test", "condition": {
             "apiVersion": "ci.relman-tests.io/v1", "kind": "LoadTest", "name": "api-2-0-1",
-            "type": "Passed"}}]}),
-    );
-    unknown.metadata.name = Some("api-2-0-1".into());
-    env.create(&unknown).await?;
+            "type": "Passed"}}]));
+    env.create(&unknown.build()).await?;
 
     // Both named requirements are missing, and the message says what each waits for.
     let waiting = env
@@ -919,57 +808,43 @@ async fn named_requirements_wait_for_a_sign_off_and_a_watched_condition() -> any
             &approval("acceptance", "acceptance-criteria", "product-owner"),
         )
         .await?;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = env
-            .releases
-            .get("web-2-0-0")
-            .await?
-            .status
-            .unwrap_or_default();
-        if status
+    let status = wait_for(WAIT, Duration::from_millis(200), || async {
+        let status = env.status("web-2-0-0").await?;
+        let counted = status
             .requirements
             .iter()
-            .any(|r| r.name == "acceptance-criteria" && r.met)
-        {
-            assert!(
-                requirement(&status, "acceptance-criteria")
-                    .message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("approved by product-owner")),
-                "{status:#?}"
-            );
-            assert!(!requirement(&status, "security-scan").met, "{status:#?}");
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the sign-off was not counted: {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .any(|r| r.name == "acceptance-criteria" && r.met);
+        Ok(if counted {
+            Ok(status)
+        } else {
+            Err(format!("the sign-off was not counted: {status:#?}"))
+        })
+    })
+    .await?;
+    assert!(
+        requirement(&status, "acceptance-criteria")
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("approved by product-owner")),
+        "{status:#?}"
+    );
+    assert!(!requirement(&status, "security-scan").met, "{status:#?}");
 
     // The scan runs and fails: the gate names the status it waits for.
     set_scan(&env, "web-2-0-0", "False").await?;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = env
-            .releases
-            .get("web-2-0-0")
-            .await?
-            .status
-            .unwrap_or_default();
-        let scan = requirement(&status, "security-scan");
-        if scan
+    wait_for(WAIT, Duration::from_millis(200), || async {
+        let status = env.status("web-2-0-0").await?;
+        let waits = requirement(&status, "security-scan")
             .message
             .as_deref()
-            .is_some_and(|m| m.contains("has Passed=False, waiting for True"))
-        {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{status:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .is_some_and(|m| m.contains("has Passed=False, waiting for True"));
+        Ok(if waits {
+            Ok(())
+        } else {
+            Err(format!("{status:#?}"))
+        })
+    })
+    .await?;
     assert_eq!(
         ctx.gate_watches().len(),
         1,

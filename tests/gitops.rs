@@ -13,11 +13,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -25,11 +26,10 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParam
 use kube::runtime::wait::await_condition;
 use relman::api::release::ReleasePhase;
 use relman::api::{Release, ReleaseCalendar, ReleaseStatus};
-use relman::controller::{self, Context};
-use relman::plan::PlanConfig;
-use relman_testenv::{ControlPlane, FAIL_LABEL, NEVER_READY_LABEL};
+use relman_testenv::ControlPlane;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use support::{ReleaseBuilder, Smoke, deployment_with, start_controller};
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -105,77 +105,9 @@ fn fixtures_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // The world each state is captured in
 
-/// How a stage's smoke test behaves.
-#[derive(Clone, Copy)]
-enum Smoke {
-    Passes,
-    Fails,
-    NeverFinishes,
-}
-
-fn smoke(behaviour: Smoke) -> Value {
-    let labels = match behaviour {
-        Smoke::Passes => json!({}),
-        Smoke::Fails => json!({ FAIL_LABEL: "true" }),
-        Smoke::NeverFinishes => json!({ NEVER_READY_LABEL: "true" }),
-    };
-    json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {
-        "metadata": {"labels": labels},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
-    }}}})
-}
-
-/// Release web-2-0-0 with a staging and a production stage; `production` is merged into the
-/// production stage (e.g. an approval or a window).
-fn release(staging: Smoke, production: Value, extra_spec: Value) -> Release {
-    let mut production_stage = json!({
-        "name": "production", "deployments": ["web-prod"], "smokeTest": smoke(Smoke::Passes)
-    });
-    merge(&mut production_stage, production);
-    let mut spec = json!({
-        "application": "web",
-        "version": "2.0.0",
-        "type": "Major",
-        "owner": "team-web",
-        "rollbackPlan": "revert to 1.0.0",
-        "notes": {"summary": "Version 2.", "migrationSteps": ["none"]},
-        "images": [{"container": "api", "image": "web:2.0.0"}],
-        "stages": [
-            {"name": "staging", "deployments": ["web-staging"], "smokeTest": smoke(staging)},
-            production_stage
-        ]
-    });
-    merge(&mut spec, extra_spec);
-    serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1",
-        "kind": "Release",
-        "metadata": {"name": RELEASE},
-        "spec": spec,
-    }))
-    .expect("valid Release")
-}
-
-/// Shallow merge of `extra`'s keys into `value`.
-fn merge(value: &mut Value, extra: Value) {
-    if let (Some(value), Value::Object(extra)) = (value.as_object_mut(), extra) {
-        value.extend(extra);
-    }
-}
-
-fn deployment(name: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "progressDeadlineSeconds": 600,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "api", "image": "web:1.0.0"}]}
-            }
-        }
-    }))
-    .expect("valid Deployment")
+/// Release web-2-0-0 with a staging and a production stage, both smoke tests passing.
+fn release() -> ReleaseBuilder {
+    support::release("web", "2.0.0")
 }
 
 /// One state's namespace: web-staging and web-prod running web:1.0.0, and (once started) a
@@ -194,8 +126,14 @@ impl World {
         let ns = cp.test_namespace(prefix).await?.name().to_owned();
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         for name in ["web-staging", "web-prod"] {
+            let deployment = deployment_with(
+                name,
+                "web:1.0.0",
+                1,
+                json!({"progressDeadlineSeconds": 600}),
+            );
             deployments
-                .create(&PostParams::default(), &deployment(name))
+                .create(&PostParams::default(), &deployment)
                 .await?;
         }
         for name in ["web-staging", "web-prod"] {
@@ -210,15 +148,7 @@ impl World {
     }
 
     fn start_controller(&mut self) {
-        let ctx = Arc::new(Context::new(
-            self.client.clone(),
-            Some("test".into()),
-            PlanConfig::default(),
-        ));
-        let namespace = self.ns.clone();
-        self.controller = Some(tokio::spawn(async move {
-            let _ = controller::run(ctx, Some(namespace), std::future::pending()).await;
-        }));
+        self.controller = Some(start_controller(&self.client, &self.ns, "test"));
     }
 
     /// Stops the controller and waits until it is gone: nothing writes the Release after this.
@@ -308,9 +238,7 @@ fn is(status: &ReleaseStatus, type_: &str, value: &str) -> bool {
 /// Applied while relman is not running: no status at all.
 async fn not_yet_seen() -> anyhow::Result<Value> {
     let world = World::new("gitops-unseen").await?;
-    world
-        .create(&release(Smoke::Passes, json!({}), json!({})))
-        .await?;
+    world.create(&release().build()).await?;
     world.capture().await
 }
 
@@ -319,7 +247,7 @@ async fn progressing() -> anyhow::Result<Value> {
     let mut world = World::new("gitops-progressing").await?;
     world.start_controller();
     world
-        .create(&release(Smoke::NeverFinishes, json!({}), json!({})))
+        .create(&release().staging(Smoke::NeverFinishes).build())
         .await?;
     world
         .wait("staging deployed, smoke test running", |s| {
@@ -336,11 +264,7 @@ async fn awaiting_approval() -> anyhow::Result<Value> {
     let mut world = World::new("gitops-approval").await?;
     world.start_controller();
     world
-        .create(&release(
-            Smoke::Passes,
-            json!({"approval": {"approvers": 1}}),
-            json!({}),
-        ))
+        .create(&release().production_approval().build())
         .await?;
     world.wait_phase(ReleasePhase::AwaitingApproval).await?;
     world.capture().await
@@ -362,11 +286,7 @@ async fn awaiting_window() -> anyhow::Result<Value> {
     calendars.create(&PostParams::default(), &calendar).await?;
     world.start_controller();
     world
-        .create(&release(
-            Smoke::Passes,
-            json!({"window": true}),
-            json!({"calendar": world.ns}),
-        ))
+        .create(&release().production_window().calendar(&world.ns).build())
         .await?;
     let waited = world.wait_phase(ReleasePhase::AwaitingWindow).await;
     let captured = world.capture().await;
@@ -382,9 +302,7 @@ async fn awaiting_window() -> anyhow::Result<Value> {
 async fn succeeded_then_changed() -> anyhow::Result<(Value, Value)> {
     let mut world = World::new("gitops-succeeded").await?;
     world.start_controller();
-    world
-        .create(&release(Smoke::Passes, json!({}), json!({})))
-        .await?;
+    world.create(&release().build()).await?;
     world.wait("Ready=True", |s| is(s, "Ready", "True")).await?;
     let succeeded = world.capture().await?;
 
@@ -407,7 +325,7 @@ async fn rolled_back() -> anyhow::Result<Value> {
     let mut world = World::new("gitops-rolledback").await?;
     world.start_controller();
     world
-        .create(&release(Smoke::Fails, json!({}), json!({})))
+        .create(&release().staging(Smoke::Fails).build())
         .await?;
     world
         .wait("RolledBack=True", |s| {
@@ -421,7 +339,7 @@ async fn rolled_back() -> anyhow::Result<Value> {
 async fn stalled() -> anyhow::Result<Value> {
     let mut world = World::new("gitops-stalled").await?;
     world.start_controller();
-    let mut bad = release(Smoke::Passes, json!({}), json!({}));
+    let mut bad = release().build();
     bad.spec.stages[0].deployments[0].0 = "web-typo".into();
     world.create(&bad).await?;
     world

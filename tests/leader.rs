@@ -11,12 +11,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use relman::controller::{self, Context};
 use relman::leader::{LeaderElectionConfig, LeaderElector, Leadership};
 use relman::metrics::Metrics;
-use relman::plan::PlanConfig;
-use serde_json::json;
-use support::{Env, ReleaseOf};
+use support::{Env, context, run_controller, web};
 use tokio::task::JoinHandle;
 
 /// Short timings, so a takeover after a crash takes seconds.
@@ -42,23 +39,14 @@ impl Replica {
             .expect("valid timings");
         let (elector, leadership) = LeaderElector::new(env.client.clone(), config);
         let metrics = Arc::new(Metrics::new());
-        let ctx = Arc::new(
-            Context::new(
-                env.client.clone(),
-                Some(identity.to_owned()),
-                PlanConfig::default(),
-            )
+        let ctx = context(&env.client, identity)
             .with_leadership(leadership.clone())
-            .with_metrics(metrics.clone()),
-        );
+            .with_metrics(metrics.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let election = tokio::spawn(elector.run(async move {
             let _ = stopped.await;
         }));
-        let namespace = env.ns.clone();
-        let controller = tokio::spawn(async move {
-            let _ = controller::run(ctx, Some(namespace), std::future::pending()).await;
-        });
+        let controller = run_controller(Arc::new(ctx), &env.ns);
         Self {
             identity: identity.to_owned(),
             leadership,
@@ -121,16 +109,11 @@ async fn the_standby_takes_over_a_dead_leader_and_finishes_the_release() -> anyh
     );
 
     // A release goes through staging and waits for production's sign-off.
-    let release = ReleaseOf {
-        version: "2.0.0",
-        production_passes: true,
-        production_approval: true,
-        annotations: json!({}),
-    };
+    let release = web("2.0.0").production_approval();
     env.create(&release.build()).await?;
-    env.wait_condition(&release.name(), "StagingVerified", "True")
+    env.wait_condition(release.name(), "StagingVerified", "True")
         .await?;
-    env.wait_condition(&release.name(), "Approved", "False")
+    env.wait_condition(release.name(), "Approved", "False")
         .await?;
     assert!(
         replicas[first].metrics.api_writes() > 0,
@@ -145,8 +128,7 @@ async fn the_standby_takes_over_a_dead_leader_and_finishes_the_release() -> anyh
     // The leader dies; the sign-off arrives while nobody leads.
     replicas[first].kill();
     let died = Instant::now();
-    env.approve_production(&release.name(), release.version)
-        .await?;
+    env.approve_production(release.name(), "2.0.0").await?;
     let deadline = died + LEASE_DURATION * 3;
     while !replicas[second].leadership.is_leader() {
         anyhow::ensure!(
@@ -167,7 +149,7 @@ async fn the_standby_takes_over_a_dead_leader_and_finishes_the_release() -> anyh
         Some(replicas[second].identity.as_str())
     );
 
-    let status = env.wait_condition(&release.name(), "Ready", "True").await?;
+    let status = env.wait_condition(release.name(), "Ready", "True").await?;
     assert!(
         status
             .history

@@ -10,14 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relman::api::labels::ANNOTATION_COMMIT_TIME;
-use relman::controller::calendar::{CalendarController, CalendarScope};
-use relman::controller::{self, Context};
 use relman::http::HttpState;
 use relman::metrics::Metrics;
-use relman::plan::PlanConfig;
 use relman::readiness::ReadyFlag;
 use serde_json::json;
-use support::{Env, ReleaseOf, http_get};
+use support::{Env, Smoke, calendar_controller, context, http_get, run_controller, web};
 
 /// The samples of a Prometheus text exposition: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -62,14 +59,7 @@ async fn metrics_count_reconciles_phases_and_dora_per_application() -> anyhow::R
     let env = Env::new("metrics").await?;
     let metrics = Arc::new(Metrics::new());
     let releases_ready = ReadyFlag::new();
-    let calendars = CalendarController::new(
-        env.client.clone(),
-        CalendarScope {
-            release_namespace: Some(env.ns.clone()),
-            calendar_selector: Some(format!("relman.io/test-namespace={}", env.ns)),
-        },
-    )
-    .with_metrics(metrics.clone());
+    let calendars = calendar_controller(&env.client, &env.ns).with_metrics(metrics.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let state = HttpState {
@@ -89,19 +79,10 @@ async fn metrics_count_reconciles_phases_and_dora_per_application() -> anyhow::R
     assert!(body.contains("Release watch"), "{body}");
     assert_eq!(http_get(addr, "/healthz").await?.0, 200);
 
-    let ctx = Arc::new(
-        Context::new(
-            env.client.clone(),
-            Some("metrics-test".into()),
-            PlanConfig::default(),
-        )
+    let ctx = context(&env.client, "metrics-test")
         .with_metrics(metrics.clone())
-        .with_ready_flag(releases_ready),
-    );
-    let namespace = env.ns.clone();
-    let release_controller = tokio::spawn(async move {
-        let _ = controller::run(ctx, Some(namespace), std::future::pending()).await;
-    });
+        .with_ready_flag(releases_ready);
+    let release_controller = run_controller(Arc::new(ctx), &env.ns);
     let calendar_controller = tokio::spawn(async move {
         let _ = calendars.run(std::future::pending()).await;
     });
@@ -120,26 +101,14 @@ async fn metrics_count_reconciles_phases_and_dora_per_application() -> anyhow::R
 
     // 2.0.0 ships a commit made an hour ago and succeeds.
     let committed = chrono::Utc::now() - chrono::TimeDelta::hours(1);
-    let good = ReleaseOf {
-        version: "2.0.0",
-        production_passes: true,
-        production_approval: false,
-        annotations: json!({ANNOTATION_COMMIT_TIME: committed.to_rfc3339()}),
-    };
+    let good = web("2.0.0").annotations(json!({ANNOTATION_COMMIT_TIME: committed.to_rfc3339()}));
     env.create(&good.build()).await?;
-    env.wait_condition(&good.name(), "Ready", "True").await?;
+    env.wait_condition(good.name(), "Ready", "True").await?;
     let released = chrono::Utc::now();
     // 3.0.0 fails its production verification and is reverted.
-    let bad = ReleaseOf {
-        version: "3.0.0",
-        production_passes: false,
-        production_approval: false,
-        annotations: json!({}),
-    };
+    let bad = web("3.0.0").production(Smoke::Fails);
     env.create(&bad.build()).await?;
-    let status = env
-        .wait_condition(&bad.name(), "RolledBack", "True")
-        .await?;
+    let status = env.wait_condition(bad.name(), "RolledBack", "True").await?;
     assert!(
         status
             .incident

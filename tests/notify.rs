@@ -1,11 +1,13 @@
 //! Notification delivery against local HTTP receivers on 127.0.0.1: one that accepts, one that
 //! fails (500) and one that accepts the connection and never answers.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use relman::notify::{NotifyError, REDACTED, RetryPolicy, send_with_retries};
+use relman::notify::{NotifyError, RetryPolicy, send_with_retries};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -144,11 +146,15 @@ async fn transport_errors_never_contain_the_url() -> anyhow::Result<()> {
     let url = format!("http://{}/hooks/s3cr3t-token", listener.local_addr()?);
     drop(listener);
     let delivery = send_with_retries(&url, &json!({"text": "x"}), policy()).await;
+    assert!(
+        matches!(delivery.error, Some(NotifyError::Transport(_))),
+        "a refused connection is a transport error: {:?}",
+        delivery.error
+    );
     let error = delivery.error.map(|e| e.to_string()).unwrap_or_default();
     assert!(!error.is_empty());
     assert!(!error.contains("s3cr3t-token"), "{error}");
     assert!(!error.contains(&url), "{error}");
-    let _ = REDACTED;
     Ok(())
 }
 
@@ -168,27 +174,19 @@ mod cluster {
     use kube::runtime::wait::await_condition;
     use relman::api::Release;
     use relman::api::release::NotifyEvent;
-    use relman::controller::{self, Context};
+
     use relman::notify::RetryPolicy;
-    use relman::plan::PlanConfig;
+
     use relman_testenv::ControlPlane;
     use serde_json::{Value, json};
 
     use super::{Behaviour, receiver};
+    use crate::support::{context, deployment, run_controller, wait_for};
 
     const WAIT: Duration = Duration::from_secs(120);
+    const MINUTE: Duration = Duration::from_secs(60);
+    const HALF_SECOND: Duration = Duration::from_millis(500);
     const TOKEN: &str = "s3cr3t-token";
-
-    fn deployment(name: &str) -> anyhow::Result<Deployment> {
-        Ok(serde_json::from_value(
-            json!({"metadata": {"name": name}, "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "api", "image": "web:1.0.0"}]}}
-            }}),
-        )?)
-    }
 
     fn secret(name: &str, url: &str) -> anyhow::Result<Secret> {
         Ok(serde_json::from_value(json!({
@@ -196,34 +194,20 @@ mod cluster {
         }))?)
     }
 
-    fn release() -> anyhow::Result<Release> {
+    /// Release web-2-0-0 notifying three receivers, each named after its Secret.
+    fn release() -> Release {
         let target = |name: &str, format: &str| {
             json!({"name": name, "secretRef": {"name": name, "key": "url"},
                    "events": ["Started", "Released"], "format": format})
         };
-        Ok(serde_json::from_value(json!({
-            "apiVersion": "relman.io/v1alpha1", "kind": "Release",
-            "metadata": {"name": "web-2-0-0"},
-            "spec": {
-                "application": "web", "version": "2.0.0", "type": "Major", "owner": "team-web",
-                "rollbackPlan": "revert to 1.0.0",
-                "notes": {"summary": "Version 2 with notifications.", "migrationSteps": ["none"]},
-                "images": [{"container": "api", "image": "web:2.0.0"}],
-                "stages": [
-                    {"name": "staging", "deployments": ["web-staging"], "smokeTest": smoke()},
-                    {"name": "production", "deployments": ["web-prod"], "smokeTest": smoke()}
-                ],
-                "notify": [target("accepting", "Slack"), target("failing", "CDEvents"),
-                           target("hanging", "Slack")]
-            }
-        }))?)
-    }
-
-    /// A smoke test that passes (kwok completes the Job's pod).
-    fn smoke() -> Value {
-        json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
-        }}}})
+        crate::support::release("web", "2.0.0")
+            .summary("Version 2 with notifications.")
+            .notify(json!([
+                target("accepting", "Slack"),
+                target("failing", "CDEvents"),
+                target("hanging", "Slack")
+            ]))
+            .build()
     }
 
     async fn warning_reasons(events: &Api<Event>) -> anyhow::Result<Vec<(String, String)>> {
@@ -258,24 +242,20 @@ mod cluster {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         for name in ["web-staging", "web-prod"] {
             deployments
-                .create(&PostParams::default(), &deployment(name)?)
+                .create(&PostParams::default(), &deployment(name, "web:1.0.0", 1))
                 .await?;
         }
-        let ctx = Context::new(client.clone(), Some("test".into()), PlanConfig::default())
-            .with_notify_policy(RetryPolicy {
-                attempts: 3,
-                initial_backoff: Duration::from_millis(100),
-                timeout: Duration::from_secs(2),
-            });
-        let metrics = ctx.metrics().clone();
-        let namespace = ns.clone();
-        let controller = tokio::spawn(async move {
-            let _ = controller::run(Arc::new(ctx), Some(namespace), std::future::pending()).await;
+        let ctx = context(&client, "test").with_notify_policy(RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            timeout: Duration::from_secs(2),
         });
+        let metrics = ctx.metrics().clone();
+        let controller = run_controller(Arc::new(ctx), &ns);
 
         let releases: Api<Release> = Api::namespaced(client.clone(), &ns);
         let started = Instant::now();
-        releases.create(&PostParams::default(), &release()?).await?;
+        releases.create(&PostParams::default(), &release()).await?;
         let ready = |r: Option<&Release>| {
             r.and_then(|r| r.status.as_ref()).is_some_and(|s| {
                 s.conditions
@@ -316,58 +296,54 @@ mod cluster {
         // The failing receiver is retried, and its failure is a Warning Event; so is the
         // hanging one's (after its timeouts).
         let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let failures = loop {
+        let failures = wait_for(MINUTE, HALF_SECOND, || async {
             let warnings = warning_reasons(&events).await?;
             let failed: Vec<_> = warnings
                 .iter()
                 .filter(|(reason, _)| reason == "NotificationFailed")
                 .collect();
             let names = |n: &str| failed.iter().any(|(_, note)| note.contains(n));
-            if names("failing") && names("hanging") {
-                break warnings;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "no NotificationFailed Events: {warnings:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+            Ok(if names("failing") && names("hanging") {
+                Ok(warnings)
+            } else {
+                Err(format!("no NotificationFailed Events: {warnings:?}"))
+            })
+        })
+        .await?;
         assert!(fail_count.load(std::sync::atomic::Ordering::SeqCst) >= 3);
         // Two deliveries (Started, Released) to the accepting receiver; four failures.
         let counted = [
             "relman_notifications_total{result=\"delivered\"} 2\n",
             "relman_notifications_total{result=\"failed\"} 4\n",
         ];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        wait_for(MINUTE, HALF_SECOND, || async {
             let exposition = metrics.encode_prometheus()?;
-            if counted.iter().all(|line| exposition.contains(line)) {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "{counted:?} in {exposition}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            Ok(if counted.iter().all(|line| exposition.contains(line)) {
+                Ok(())
+            } else {
+                Err(format!("{counted:?} in {exposition}"))
+            })
+        })
+        .await?;
 
         // Every result is in status, one entry per receiver and event, and the controller's
         // own status writes keep them.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let results = loop {
+        let results = wait_for(MINUTE, HALF_SECOND, || async {
             let results = releases
                 .get("web-2-0-0")
                 .await?
                 .status
                 .map(|s| s.notifications)
                 .unwrap_or_default();
-            if results.len() == 6 {
-                break results;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "expected 6 notification results in status, got {results:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+            Ok(if results.len() == 6 {
+                Ok(results)
+            } else {
+                Err(format!(
+                    "expected 6 notification results in status, got {results:#?}"
+                ))
+            })
+        })
+        .await?;
         for event in [NotifyEvent::Started, NotifyEvent::Released] {
             let find = |target: &str| {
                 results

@@ -7,29 +7,14 @@ mod support;
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
 
 use kube::api::Api;
 use relman::api::{Decision, Release, ReleaseApproval};
-use relman::controller::{self, Context};
-use relman::plan::PlanConfig;
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
-use support::{Env, ReleaseOf};
-use tokio::task::JoinHandle;
-
-/// Starts a controller for the test's namespace; abort the handle to stop it.
-fn controller(env: &Env) -> JoinHandle<()> {
-    let ctx = Arc::new(Context::new(
-        env.client.clone(),
-        Some("plugin-test".into()),
-        PlanConfig::default(),
-    ));
-    let ns = env.ns.clone();
-    tokio::spawn(async move {
-        let _ = controller::run(ctx, Some(ns), std::future::pending()).await;
-    })
-}
+use support::{
+    Env, approval, file_documents, start_controller, stdout_of, wait_until_rejected, web,
+};
 
 /// Runs `kubectl-relman ARGS -n NS --kubeconfig KUBECONFIG` off the async runtime.
 async fn plugin(kubeconfig: &Path, ns: &str, args: &[&str]) -> anyhow::Result<Output> {
@@ -45,13 +30,7 @@ async fn plugin(kubeconfig: &Path, ns: &str, args: &[&str]) -> anyhow::Result<Ou
 async fn ok(env: &Env, args: &[&str]) -> anyhow::Result<String> {
     let cp = ControlPlane::shared().await?;
     let out = plugin(&cp.kubeconfig_path(), &env.ns, args).await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl relman {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    stdout_of(out, &format!("kubectl relman {}", args.join(" ")))
 }
 
 /// Asserts the run failed with one line on stderr, and returns that line.
@@ -67,15 +46,10 @@ fn one_line_error(out: &Output) -> String {
 async fn approve_signs_off_as_the_api_servers_user_and_the_release_reaches_ready()
 -> anyhow::Result<()> {
     let env = Env::new("plugin-approve").await?;
-    let spec = ReleaseOf {
-        version: "2.0.0",
-        production_passes: true,
-        production_approval: true,
-        annotations: json!({}),
-    };
-    let name = spec.name();
+    let spec = web("2.0.0").production_approval();
+    let name = spec.name().to_owned();
     env.create(&spec.build()).await?;
-    let running = controller(&env);
+    let running = start_controller(&env.client, &env.ns, "plugin-test");
 
     let list = ok(&env, &["list"]).await?;
     assert!(list.starts_with("NAME"), "{list}");
@@ -127,13 +101,8 @@ async fn approve_signs_off_as_the_api_servers_user_and_the_release_reaches_ready
 async fn abort_incident_and_errors() -> anyhow::Result<()> {
     let env = Env::new("plugin-abort").await?;
     let cp = ControlPlane::shared().await?;
-    let spec = ReleaseOf {
-        version: "3.0.0",
-        production_passes: true,
-        production_approval: true,
-        annotations: json!({}),
-    };
-    let name = spec.name();
+    let spec = web("3.0.0").production_approval();
+    let name = spec.name().to_owned();
     env.create(&spec.build()).await?;
 
     let said = ok(&env, &["abort", &name]).await?;
@@ -192,19 +161,6 @@ async fn abort_incident_and_errors() -> anyhow::Result<()> {
 const POLICY_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/approval-policy.yaml");
 const ROLES_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/user-roles.yaml");
 
-/// The YAML documents of a file in the repository.
-fn documents(path: &str) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value: Value = serde::Deserialize::deserialize(document)?;
-        if !value.is_null() {
-            out.push(value);
-        }
-    }
-    Ok(out)
-}
-
 /// Server-side applies `object` (cluster-scoped, or in the namespace its metadata names).
 async fn apply(client: &kube::Client, object: &Value) -> anyhow::Result<()> {
     let object: kube::api::DynamicObject = serde_json::from_value(object.clone())?;
@@ -224,9 +180,9 @@ async fn apply(client: &kube::Client, object: &Value) -> anyhow::Result<()> {
 /// The shipped admission policies bound to the test's namespace, the sign-off ConfigMap there,
 /// and the user roles: alice is an approver, the group release-managers are release managers.
 async fn install_identity(env: &Env) -> anyhow::Result<()> {
-    for mut document in documents(POLICY_FILE)?
+    for mut document in file_documents(POLICY_FILE)?
         .into_iter()
-        .chain(documents(ROLES_FILE)?)
+        .chain(file_documents(ROLES_FILE)?)
     {
         match document["kind"].as_str().unwrap_or_default() {
             "ValidatingAdmissionPolicyBinding" => {
@@ -264,47 +220,29 @@ async fn install_identity(env: &Env) -> anyhow::Result<()> {
 }
 
 /// Waits until the production sign-off policy refuses the administrator (not a release
-/// manager), probed with dry runs: bindings take effect asynchronously.
+/// manager) for `release` at 4.0.0.
 async fn wait_until_enforced(env: &Env, release: &str) -> anyhow::Result<()> {
-    let approvals: Api<ReleaseApproval> = Api::namespaced(env.client.clone(), &env.ns);
-    let probe: ReleaseApproval = serde_json::from_value(json!({
-        "apiVersion": "relman.io/v1alpha1", "kind": "ReleaseApproval",
-        "metadata": {"name": "probe"},
-        "spec": {"release": release, "version": "4.0.0", "gate": "production",
-            "decision": "Approved", "approver": relman_testenv::ADMIN_USER}
-    }))?;
-    let dry_run = kube::api::PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        match approvals.create(&dry_run, &probe).await {
-            Err(kube::Error::Api(e)) if e.message.contains("only members of group") => {
-                return Ok(());
-            }
-            other => {
-                anyhow::ensure!(
-                    std::time::Instant::now() < deadline,
-                    "policy not enforced: {other:?}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        }
-    }
+    let probe = approval(
+        "probe",
+        release,
+        "4.0.0",
+        "production",
+        relman_testenv::ADMIN_USER,
+    );
+    wait_until_rejected(
+        &Api::namespaced(env.client.clone(), &env.ns),
+        &[(probe, "only members of group")],
+        std::time::Duration::from_secs(60),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admission_policy_decides_who_signs_off_production() -> anyhow::Result<()> {
     let env = Env::new("plugin-policy").await?;
     let cp = ControlPlane::shared().await?;
-    let spec = ReleaseOf {
-        version: "4.0.0",
-        production_passes: true,
-        production_approval: true,
-        annotations: json!({}),
-    };
-    let name = spec.name();
+    let spec = web("4.0.0").production_approval();
+    let name = spec.name().to_owned();
     env.create(&spec.build()).await?;
     install_identity(&env).await?;
     wait_until_enforced(&env, &name).await?;

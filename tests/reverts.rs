@@ -11,24 +11,21 @@ mod support;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use relman::api::release::{ReleasePhase, ReleaseType};
+use relman::api::release::ReleasePhase;
 use relman::api::{Release, ReleaseApproval};
 use relman::error::Error;
 use serde_json::json;
-use support::{Env, OLD_IMAGE, ReleaseOf, condition};
+use support::{Env, OLD_IMAGE, condition, web};
 
 /// A Minor release of `web` at `version` (image `web:<version>`), production signed off
 /// when `approval` says so.
 fn minor(version: &str, approval: bool) -> Release {
-    let mut release = ReleaseOf {
-        version,
-        production_passes: true,
-        production_approval: approval,
-        annotations: json!({}),
+    let release = web(version).release_type("Minor");
+    if approval {
+        release.production_approval().build()
+    } else {
+        release.build()
     }
-    .build();
-    release.spec.release_type = ReleaseType::Minor;
-    release
 }
 
 #[tokio::test]

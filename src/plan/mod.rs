@@ -2,11 +2,12 @@
 //! write. Pure: no I/O, no clock, no randomness.
 //!
 //! - [`observed`]: the input, [`Observed`], gathered by the observe step.
-//! - [`lifecycle`]: [`plan`], the whole lifecycle of a release in one file.
+//! - [`lifecycle`]: [`plan`], the lifecycle of a release, one file per concern.
 //! - [`action`]: the output, [`Plan`] and its one [`Action`].
-//! - [`conditions`], [`rollout`], [`jobs`], [`standing`]: the rules the lifecycle applies
-//!   (condition bookkeeping, `kubectl rollout status` semantics, Job names and templates,
-//!   whether a Deployment still runs the release that changed it).
+//! - [`requirements`], [`rollout`], [`jobs`], [`standing`]: the rules the lifecycle applies
+//!   (the pre-release requirements and the release type check, `kubectl rollout status`
+//!   semantics, Job names and templates, whether a Deployment still runs the release that
+//!   changed it). Condition bookkeeping is the API's ([`crate::api::conditions`]).
 //!
 //! # The contract with the controller
 //!

@@ -1,227 +1,75 @@
-//! What the leader election and metrics tests share: a test namespace with the staging and
-//! production Deployments of application `web`, Releases of it, a plain HTTP GET, and the
+//! What the integration tests share: the Releases they create ([`release`], [`smoke`]), the
+//! Deployments those drive ([`deployment`]), a test namespace with the staging and production
+//! Deployments of application `web` and a controller for it ([`Env`]), waits for Events and
+//! for anything else that comes eventually, a plain HTTP GET, JSON and YAML helpers, and the
 //! consent of a namespace to another namespace's Releases.
+//!
+//! Each test file is its own binary and compiles this module as `mod support;` (a test in a
+//! directory as `#[path = "../support/mod.rs"] mod support;`); what a file does not use is
+//! dead code there.
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+mod env;
+mod release;
+mod wait;
+
+#[allow(unused_imports)] // Each test binary uses some.
+pub use env::{Env, OLD_IMAGE, web};
+#[allow(unused_imports)]
+pub use release::{ReleaseBuilder, SMOKE_TIMEOUT, Smoke, release, release_name, smoke};
+#[allow(unused_imports)]
+pub use wait::{
+    events, events_now, eventually, wait_deployment_available, wait_for, wait_until_rejected,
+};
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::wait::await_condition;
-use relman::api::{Release, ReleaseApproval, ReleaseStatus};
-
+use kube::api::{Api, Patch, PatchParams};
 use relman::api::labels::ANNOTATION_ACCEPT_RELEASES_FROM;
-use relman_testenv::{ControlPlane, FAIL_LABEL};
+use relman::api::{ReleaseApproval, ReleaseStatus};
+use relman::controller::Context;
+use relman::controller::calendar::{CalendarController, CalendarScope};
+use relman::plan::PlanConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// The label that ties a test's ReleaseCalendar (cluster-scoped, named after the test's
+/// namespace) to the test's calendar controller.
+pub const CALENDAR_LABEL: &str = "relman.io/test-namespace";
 
 /// How long a test waits for the cluster or the controller.
 pub const WAIT: Duration = Duration::from_secs(120);
 
-/// The image the Deployments run before any release.
-pub const OLD_IMAGE: &str = "web:1.0.0";
-
-/// A test's namespace with the staging and production Deployments running [`OLD_IMAGE`].
-pub struct Env {
-    pub client: kube::Client,
-    pub ns: String,
-    pub releases: Api<Release>,
-    pub deployments: Api<Deployment>,
+/// relman's entries in an object's managedFields: each write by relman's field manager updates
+/// its entry's time (and fields), so equal entries mean relman wrote nothing.
+pub fn relman_writes(meta: &kube::api::ObjectMeta) -> Vec<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some("relman"))
+        .map(|m| {
+            format!(
+                "{:?} {:?} {:?} {:?}",
+                m.operation, m.subresource, m.time, m.fields_v1
+            )
+        })
+        .collect()
 }
 
-impl Env {
-    pub async fn new(prefix: &str) -> anyhow::Result<Self> {
-        let cp = ControlPlane::shared().await?;
-        let client = cp.client().await?;
-        let ns = cp.test_namespace(prefix).await?.name().to_owned();
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        for name in ["web-staging", "web-prod"] {
-            deployments
-                .create(&PostParams::default(), &deployment(name))
-                .await?;
-        }
-        let env = Self {
-            releases: Api::namespaced(client.clone(), &ns),
-            client,
-            ns,
-            deployments,
-        };
-        for name in ["web-staging", "web-prod"] {
-            env.wait_available(name).await?;
-        }
-        Ok(env)
-    }
-
-    pub async fn create(&self, release: &Release) -> anyhow::Result<()> {
-        self.releases
-            .create(&PostParams::default(), release)
-            .await?;
-        Ok(())
-    }
-
-    /// Starts a controller for the test's namespace; it stops with the test.
-    pub fn controller(&self) -> tokio::task::JoinHandle<()> {
-        let ctx = std::sync::Arc::new(relman::controller::Context::new(
-            self.client.clone(),
-            Some("test".into()),
-            relman::plan::PlanConfig::default(),
-        ));
-        let namespace = self.ns.clone();
-        tokio::spawn(async move {
-            let _ = relman::controller::run(ctx, Some(namespace), std::future::pending()).await;
-        })
-    }
-
-    /// A client for user `name` holding only the shipped `relman-developer` role
-    /// (config/user-roles.yaml) in the test's namespace: may create and change Releases, may
-    /// not touch Deployments, Jobs or sign-offs.
-    pub async fn developer(&self, name: &str) -> anyhow::Result<kube::Client> {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/user-roles.yaml"
-        ))?;
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(document)?;
-            if value["kind"] == "ClusterRole" && value["metadata"]["name"] == "relman-developer" {
-                Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(self.client.clone())
-                    .patch(
-                        "relman-developer",
-                        &PatchParams::apply("relman-tests").force(),
-                        &Patch::Apply(&value),
-                    )
-                    .await?;
-            }
-        }
-        let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("relman-developer-{name}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                "name": "relman-developer"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}]
-        }))?;
-        Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(self.client.clone(), &self.ns)
-            .create(&PostParams::default(), &binding)
-            .await?;
-        Ok(ControlPlane::shared().await?.user_client(name, &[]).await?)
-    }
-
-    /// The image of the first container of Deployment `name`.
-    pub async fn image(&self, name: &str) -> anyhow::Result<String> {
-        let d = self.deployments.get(name).await?;
-        Ok(d.spec.template.spec.unwrap().containers[0]
-            .image
-            .clone()
-            .unwrap_or_default())
-    }
-
-    /// Runs kubectl in the test's namespace, off the async runtime.
-    pub async fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let mut command = ControlPlane::shared().await?.kubectl();
-        command.args(args).args(["-n", &self.ns]);
-        let out = tokio::task::spawn_blocking(move || command.output()).await??;
-        anyhow::ensure!(
-            out.status.success(),
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    }
-
-    /// The Events on Release `name` with `reason`, once there is at least one (Events are
-    /// recorded just after the status they go with, so a test that saw the status waits a
-    /// moment for them); empty if none comes within 10 seconds.
-    pub async fn events(&self, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
-        for _ in 0..50 {
-            let found = self.events_now(name, reason).await?;
-            if !found.is_empty() {
-                return Ok(found);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(Vec::new())
-    }
-
-    /// The Events on Release `name` with `reason`, as they are now.
-    pub async fn events_now(&self, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        Ok(events
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.involved_object.name.as_deref() == Some(name)
-                    && e.reason.as_deref() == Some(reason)
-            })
-            .collect())
-    }
-
-    /// Approves `release` (version `version`) at the production gate.
-    pub async fn approve_production(&self, release: &str, version: &str) -> anyhow::Result<()> {
-        let approval: ReleaseApproval = serde_json::from_value(json!({
-            "apiVersion": "relman.io/v1alpha1",
-            "kind": "ReleaseApproval",
-            "metadata": {"name": format!("{release}-production")},
-            "spec": {"release": release, "version": version, "gate": "production",
-                "decision": "Approved", "approver": relman_testenv::ADMIN_USER,
-                "comment": "Staging verified."}
-        }))?;
-        Api::<ReleaseApproval>::namespaced(self.client.clone(), &self.ns)
-            .create(&PostParams::default(), &approval)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn wait_available(&self, name: &str) -> anyhow::Result<()> {
-        let done = |d: Option<&Deployment>| {
-            d.is_some_and(|d| {
-                let status = d.status.clone().unwrap_or_default();
-                d.metadata.generation == status.observed_generation
-                    && status.updated_replicas == d.spec.replicas
-                    && status.available_replicas == d.spec.replicas
-                    && status.replicas == d.spec.replicas
-            })
-        };
-        tokio::time::timeout(WAIT, await_condition(self.deployments.clone(), name, done))
-            .await
-            .map_err(|_| anyhow::anyhow!("Deployment {name} did not become available"))??;
-        Ok(())
-    }
-
-    /// Waits until the Release's condition `type_` has `status`; returns the status then.
-    pub async fn wait_condition(
-        &self,
-        name: &str,
-        type_: &str,
-        status: &str,
-    ) -> anyhow::Result<ReleaseStatus> {
-        self.wait_status(name, &format!("{type_}={status}"), |s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == type_ && c.status == status)
-        })
-        .await
-    }
-
-    /// Waits until the Release's status satisfies `holds` (described by `what`); returns it.
-    pub async fn wait_status(
-        &self,
-        name: &str,
-        what: &str,
-        holds: impl Fn(&ReleaseStatus) -> bool,
-    ) -> anyhow::Result<ReleaseStatus> {
-        let cond = |r: Option<&Release>| r.and_then(|r| r.status.as_ref()).is_some_and(&holds);
-        match tokio::time::timeout(WAIT, await_condition(self.releases.clone(), name, cond)).await {
-            Ok(found) => Ok(found?.and_then(|r| r.status).unwrap_or_default()),
-            Err(_) => {
-                let now = self.releases.get(name).await?.status;
-                anyhow::bail!("timed out waiting for {what} on {name}; status: {now:#?}")
-            }
-        }
-    }
+/// The stdout of a command that ran as `what`; its stderr as the error when it failed.
+pub fn stdout_of(output: std::process::Output, what: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
 }
 
 /// The condition `type_` of `status`; panics with the status when it is missing.
@@ -233,76 +81,139 @@ pub fn condition<'a>(status: &'a ReleaseStatus, type_: &str) -> &'a Condition {
         .unwrap_or_else(|| panic!("no {type_} condition: {status:#?}"))
 }
 
-fn deployment(name: &str) -> Deployment {
+/// A Release controller's context for `client`, its Events reported by `instance`.
+pub fn context(client: &kube::Client, instance: &str) -> Context {
+    Context::new(
+        client.clone(),
+        Some(instance.to_owned()),
+        PlanConfig::default(),
+    )
+}
+
+/// Runs the Release controller with `ctx` for namespace `ns` until the handle is aborted (or
+/// the test ends).
+pub fn run_controller(ctx: Arc<Context>, ns: &str) -> JoinHandle<()> {
+    let ns = ns.to_owned();
+    tokio::spawn(async move {
+        let _ = relman::controller::run(ctx, Some(ns), std::future::pending()).await;
+    })
+}
+
+/// [`run_controller`] with a [`context`] for `client` and `instance`.
+pub fn start_controller(client: &kube::Client, ns: &str, instance: &str) -> JoinHandle<()> {
+    run_controller(Arc::new(context(client, instance)), ns)
+}
+
+/// A calendar controller for the Releases of namespace `ns` that reads only the calendars
+/// labelled [`CALENDAR_LABEL`]`=<ns>`.
+pub fn calendar_controller(client: &kube::Client, ns: &str) -> CalendarController {
+    CalendarController::new(
+        client.clone(),
+        CalendarScope {
+            release_namespace: Some(ns.to_owned()),
+            calendar_selector: Some(format!("{CALENDAR_LABEL}={ns}")),
+        },
+    )
+}
+
+/// Deployment `name` of `replicas` pods labelled `app: <name>`, running `image` in container
+/// `api`.
+pub fn deployment(name: &str, image: &str, replicas: i32) -> Deployment {
+    deployment_with(name, image, replicas, json!({}))
+}
+
+/// [`deployment`] with `extra_spec`'s keys merged into its spec.
+pub fn deployment_with(name: &str, image: &str, replicas: i32, extra_spec: Value) -> Deployment {
+    let mut spec = json!({
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "api", "image": image}]}
+        }
+    });
+    merge(&mut spec, extra_spec);
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec}))
+        .expect("valid Deployment")
+}
+
+/// The image of the first container of `d`.
+pub fn image_of(d: &Deployment) -> String {
+    d.spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// Shallow merge of `extra`'s keys into `value`.
+pub fn merge(value: &mut Value, extra: Value) {
+    if let (Some(value), Value::Object(extra)) = (value.as_object_mut(), extra) {
+        value.extend(extra);
+    }
+}
+
+/// `doc` with `value` at the JSON pointer (its parent must exist); `null` removes the key.
+pub fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
+    match doc
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent} in the document"))
+    {
+        Value::Object(map) if value.is_null() => {
+            map.remove(key);
+        }
+        Value::Object(map) => {
+            map.insert(key.to_owned(), value);
+        }
+        Value::Array(items) => items[key.parse::<usize>().expect("index")] = value,
+        other => panic!("cannot set {key} in {other}"),
+    }
+    doc
+}
+
+/// The documents of a multi-document YAML stream, empty ones left out.
+pub fn documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let value: Value = serde::Deserialize::deserialize(document)?;
+        if !value.is_null() {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}
+
+/// The documents of the file `path` (e.g. one in `config/`): see [`documents`].
+pub fn file_documents(path: &str) -> anyhow::Result<Vec<Value>> {
+    documents(&std::fs::read_to_string(path)?)
+}
+
+/// An approval of release `release` at `version` and `gate`, signed `approver`, named `name`,
+/// with the comment "Staging verified.".
+pub fn approval(
+    name: &str,
+    release: &str,
+    version: &str,
+    gate: &str,
+    approver: &str,
+) -> ReleaseApproval {
     serde_json::from_value(json!({
+        "apiVersion": "relman.io/v1alpha1",
+        "kind": "ReleaseApproval",
         "metadata": {"name": name},
         "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "api", "image": OLD_IMAGE}]}
-            }
+            "release": release,
+            "version": version,
+            "gate": gate,
+            "decision": "Approved",
+            "approver": approver,
+            "comment": "Staging verified."
         }
     }))
-    .expect("valid Deployment")
-}
-
-/// A smoke test that passes or fails.
-fn smoke(passes: bool) -> Value {
-    let labels = if passes {
-        json!({})
-    } else {
-        json!({ FAIL_LABEL: "true" })
-    };
-    json!({"timeout": "5m", "template": {"spec": {"backoffLimit": 0, "template": {
-        "metadata": {"labels": labels},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
-    }}}})
-}
-
-/// How a test wants a Release of `web`.
-pub struct ReleaseOf<'a> {
-    pub version: &'a str,
-    /// Whether production's smoke test passes.
-    pub production_passes: bool,
-    /// Whether production waits for a sign-off.
-    pub production_approval: bool,
-    pub annotations: Value,
-}
-
-impl ReleaseOf<'_> {
-    /// The Release's name: `web-<version with dashes>`.
-    pub fn name(&self) -> String {
-        format!("web-{}", self.version.replace('.', "-"))
-    }
-
-    pub fn build(&self) -> Release {
-        let mut production = json!({"name": "production", "deployments": ["web-prod"],
-            "smokeTest": smoke(self.production_passes)});
-        if self.production_approval {
-            production["approval"] = json!({"approvers": 1});
-        }
-        serde_json::from_value(json!({
-            "apiVersion": "relman.io/v1alpha1",
-            "kind": "Release",
-            "metadata": {"name": self.name(), "annotations": self.annotations},
-            "spec": {
-                "application": "web",
-                "version": self.version,
-                "type": "Major",
-                "owner": "team-web",
-                "rollbackPlan": "revert to the previous version",
-                "notes": {"summary": format!("Version {}.", self.version), "migrationSteps": ["none"]},
-                "images": [{"container": "api", "image": format!("web:{}", self.version)}],
-                "stages": [
-                    {"name": "staging", "deployments": ["web-staging"], "smokeTest": smoke(true)},
-                    production
-                ]
-            }
-        }))
-        .expect("valid Release")
-    }
+    .expect("valid ReleaseApproval")
 }
 
 /// `GET path` on `addr`: the status code, the head and the body.

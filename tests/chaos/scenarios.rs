@@ -1,0 +1,323 @@
+//! The three scenarios: controller kills, API server and etcd restarts, leader kills.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use relman_testenv::ControlPlane;
+
+use crate::fleet::Fleet;
+use crate::process::Relman;
+use crate::sizes::{Rng, Sizes};
+use crate::summary::Outcome;
+
+/// The Lease the two replicas of the leader scenario compete for.
+pub const LEASE: &str = "relman-chaos";
+/// How long a controller lives at most between two kills.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(4);
+/// How long a killed controller stays down at most.
+pub const MAX_DOWNTIME: Duration = Duration::from_secs(1);
+
+/// How long a scenario may take to finish its releases after the chaos stopped.
+pub fn finish_deadline(releases: usize) -> Instant {
+    Instant::now() + Duration::from_secs(180 + 6 * releases as u64)
+}
+
+/// Scenario 1: SIGKILL the only controller at random points, again and again.
+pub async fn controller_kills(
+    cp: &ControlPlane,
+    sizes: &Sizes,
+    rng: &mut Rng,
+    log_dir: &Path,
+) -> anyhow::Result<Outcome> {
+    let began = Instant::now();
+    let mut outcome = Outcome {
+        scenario: "controller kills",
+        ..Outcome::default()
+    };
+    let mut fleet =
+        Fleet::new(cp, "chaos-kill", sizes.releases, sizes.approval_window, rng).await?;
+    let mut relman = Relman::spawn(cp, &fleet.ns, "relman-kill-0", None, log_dir);
+    outcome.runs += 1;
+    fleet.start().await?;
+    while outcome.kills < sizes.kills {
+        let lifetime = rng.between(Duration::from_millis(200), MAX_LIFETIME);
+        fleet.pause(lifetime).await?;
+        relman.ensure_running()?;
+        if fleet.unfinished().await == Some(0) {
+            break;
+        }
+        relman.kill();
+        outcome.kills += 1;
+        fleet
+            .pause(rng.between(Duration::ZERO, MAX_DOWNTIME))
+            .await?;
+        relman = Relman::spawn(
+            cp,
+            &fleet.ns,
+            &format!("relman-kill-{}", outcome.kills),
+            None,
+            log_dir,
+        );
+        outcome.runs += 1;
+    }
+    fleet
+        .run_to_the_end(&mut [&mut relman], finish_deadline(sizes.releases))
+        .await?;
+    drop(relman);
+    fleet.check(&mut outcome).await?;
+    outcome.duration = began.elapsed();
+    Ok(outcome)
+}
+
+/// Scenario 2: restart etcd and kube-apiserver (SIGKILL, then start again) under a running
+/// controller.
+pub async fn apiserver_restarts(
+    cp: &mut ControlPlane,
+    sizes: &Sizes,
+    rng: &mut Rng,
+    log_dir: &Path,
+) -> anyhow::Result<Outcome> {
+    let began = Instant::now();
+    let mut outcome = Outcome {
+        scenario: "API server + etcd restarts",
+        ..Outcome::default()
+    };
+    let mut fleet = Fleet::new(
+        cp,
+        "chaos-api",
+        sizes.restart_releases,
+        sizes.approval_window,
+        rng,
+    )
+    .await?;
+    let mut relman = Relman::spawn(cp, &fleet.ns, "relman-api-0", None, log_dir);
+    outcome.runs += 1;
+    fleet.start().await?;
+    for _ in 0..sizes.restarts {
+        fleet
+            .pause(rng.between(Duration::from_secs(1), Duration::from_secs(6)))
+            .await?;
+        cp.restart_etcd(rng.between(Duration::from_millis(500), Duration::from_secs(3)))
+            .await?;
+        outcome.restarts += 1;
+        fleet
+            .pause(rng.between(Duration::from_secs(1), Duration::from_secs(6)))
+            .await?;
+        cp.restart_apiserver(rng.between(Duration::from_millis(500), Duration::from_secs(3)))
+            .await?;
+        outcome.restarts += 1;
+        relman.ensure_running()?;
+    }
+    fleet
+        .run_to_the_end(&mut [&mut relman], finish_deadline(sizes.restart_releases))
+        .await?;
+    drop(relman);
+    fleet.check(&mut outcome).await?;
+    outcome.duration = began.elapsed();
+    Ok(outcome)
+}
+
+/// One holder of the Lease, from its acquisition on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Term {
+    /// The holder's `POD_NAME` (the Lease identity without its per-process suffix).
+    pub instance: String,
+    pub acquired: Timestamp,
+    pub transitions: i32,
+}
+
+/// Records every term of the Lease `LEASE` in `ns` until aborted.
+pub async fn watch_lease(client: kube::Client, ns: String, terms: Arc<Mutex<Vec<Term>>>) {
+    let leases: Api<Lease> = Api::namespaced(client, &ns);
+    let config = watcher::Config::default().fields(&format!("metadata.name={LEASE}"));
+    let stream = watcher(leases, config).default_backoff().applied_objects();
+    futures::pin_mut!(stream);
+    loop {
+        match stream.try_next().await {
+            Ok(Some(lease)) => {
+                let Some(spec) = lease.spec else { continue };
+                let (Some(holder), Some(acquired)) = (spec.holder_identity, spec.acquire_time)
+                else {
+                    continue;
+                };
+                let term = Term {
+                    instance: holder
+                        .rsplit_once('_')
+                        .map_or(holder.clone(), |(pod, _)| pod.to_owned()),
+                    acquired: acquired.0,
+                    transitions: spec.lease_transitions.unwrap_or_default(),
+                };
+                let mut terms = terms.lock().unwrap();
+                if terms.last() != Some(&term) {
+                    terms.push(term);
+                }
+            }
+            Ok(None) => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The instance holding the Lease now, if any.
+pub async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt(LEASE)
+        .await
+        .ok()??;
+    let holder = lease.spec?.holder_identity?;
+    Some(
+        holder
+            .rsplit_once('_')
+            .map_or(holder.clone(), |(pod, _)| pod.to_owned()),
+    )
+}
+
+/// Scenario 3: two replicas with leader election; SIGKILL the leader again and again.
+pub async fn leader_kills(
+    cp: &ControlPlane,
+    sizes: &Sizes,
+    rng: &mut Rng,
+    log_dir: &Path,
+) -> anyhow::Result<Outcome> {
+    let began = Instant::now();
+    let mut outcome = Outcome {
+        scenario: "leader kills",
+        ..Outcome::default()
+    };
+    let mut fleet = Fleet::new(
+        cp,
+        "chaos-leader",
+        sizes.leader_releases,
+        sizes.approval_window,
+        rng,
+    )
+    .await?;
+    let terms = Arc::new(Mutex::new(Vec::new()));
+    let lease_watch = tokio::spawn(watch_lease(
+        fleet.client.clone(),
+        fleet.ns.clone(),
+        terms.clone(),
+    ));
+    let mut replicas = vec![
+        Relman::spawn(cp, &fleet.ns, "relman-a-0", Some(LEASE), log_dir),
+        Relman::spawn(cp, &fleet.ns, "relman-b-0", Some(LEASE), log_dir),
+    ];
+    outcome.runs += 2;
+    fleet.start().await?;
+    while outcome.kills < sizes.leader_kills {
+        // Wait until one of the running replicas leads, let it work a while, kill it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let leader = loop {
+            let holder = lease_holder(&fleet.client, &fleet.ns).await;
+            if let Some(i) = replicas
+                .iter()
+                .position(|r| holder.as_deref() == Some(r.name.as_str()))
+            {
+                break i;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no running replica took the Lease within a minute (holder {holder:?})"
+            );
+            fleet.pause(Duration::from_millis(100)).await?;
+        };
+        fleet
+            .pause(rng.between(Duration::from_millis(500), Duration::from_secs(6)))
+            .await?;
+        for replica in &mut replicas {
+            replica.ensure_running()?;
+        }
+        if fleet.unfinished().await == Some(0) {
+            break;
+        }
+        replicas[leader].kill();
+        outcome.kills += 1;
+        fleet
+            .pause(rng.between(Duration::ZERO, Duration::from_secs(2)))
+            .await?;
+        let letter = if replicas[leader].name.starts_with("relman-a") {
+            "a"
+        } else {
+            "b"
+        };
+        replicas[leader] = Relman::spawn(
+            cp,
+            &fleet.ns,
+            &format!("relman-{letter}-{}", outcome.kills),
+            Some(LEASE),
+            log_dir,
+        );
+        outcome.runs += 1;
+    }
+    {
+        let (a, b) = replicas.split_at_mut(1);
+        fleet
+            .run_to_the_end(
+                &mut [&mut a[0], &mut b[0]],
+                finish_deadline(sizes.leader_releases),
+            )
+            .await?;
+    }
+    drop(replicas);
+    // Let the watch catch up, then compare every Event with the terms.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lease_watch.abort();
+    let terms = terms.lock().unwrap().clone();
+    check_single_writer(&fleet, &terms, &mut outcome).await?;
+    fleet.check(&mut outcome).await?;
+    outcome.duration = began.elapsed();
+    Ok(outcome)
+}
+
+/// Every Event relman wrote in the fleet's namespace was written (first and, for a series,
+/// last) while its instance held the Lease: at a time within its term, which ends when the
+/// next holder acquired it.
+pub async fn check_single_writer(
+    fleet: &Fleet,
+    terms: &[Term],
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    outcome.leader_terms += terms.len();
+    for pair in terms.windows(2) {
+        if pair[1].transitions != pair[0].transitions + 1 {
+            outcome.problems.push(format!(
+                "the Lease watch missed a term between {pair:?}: cannot attribute every write"
+            ));
+            outcome.foreign_writes += 1;
+        }
+    }
+    let events: Api<KubeEvent> = Api::namespaced(fleet.client.clone(), &fleet.ns);
+    let events = events.list(&ListParams::default()).await?;
+    for event in events
+        .items
+        .iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("relman"))
+    {
+        let instance = event.reporting_instance.clone().unwrap_or_default();
+        let mut times: Vec<Timestamp> = event.event_time.iter().map(|t| t.0).collect();
+        times.extend(event.series.as_ref().map(|s| s.last_observed_time.0));
+        for time in times {
+            outcome.events_checked += 1;
+            let holder = terms.iter().rev().find(|t| t.acquired <= time);
+            if holder.map(|t| t.instance.as_str()) != Some(instance.as_str()) {
+                outcome.foreign_writes += 1;
+                outcome.problems.push(format!(
+                    "Event {} ({} on {:?}) written by {instance} at {time}, when the Lease \
+                     was held by {:?}",
+                    event.metadata.name.as_deref().unwrap_or_default(),
+                    event.reason.as_deref().unwrap_or_default(),
+                    event.regarding.as_ref().and_then(|r| r.name.clone()),
+                    holder
+                ));
+            }
+        }
+    }
+    Ok(())
+}
