@@ -28,7 +28,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// The Lease's name unless `RELMAN_LEADER_ELECTION_LEASE` names another.
+/// The Lease's name unless the settings name another (`RELMAN_LEADER_ELECTION_LEASE`).
 pub const DEFAULT_LEASE_NAME: &str = "relman-leader";
 
 /// What can go wrong while electing a leader.
@@ -43,39 +43,6 @@ pub enum LeaderError {
     /// The timings cannot keep a single leader.
     #[error("invalid leader election timing: {0}")]
     InvalidTiming(&'static str),
-    /// `RELMAN_LEADER_ELECTION` is neither true nor false.
-    #[error("RELMAN_LEADER_ELECTION must be true or false, not {0:?}")]
-    InvalidSwitch(String),
-    /// A timing variable is not a duration.
-    #[error("{variable} must be a duration such as 15s or 500ms: {source}")]
-    InvalidDuration {
-        /// The environment variable.
-        variable: &'static str,
-        /// Why its value is not a duration.
-        source: crate::api::duration::DurationError,
-    },
-}
-
-/// The environment variables that set the timings, in the order of
-/// [`LeaderElectionConfig::with_timings`]' arguments.
-pub const TIMING_VARIABLES: [&str; 4] = [
-    "RELMAN_LEADER_ELECTION_LEASE_DURATION",
-    "RELMAN_LEADER_ELECTION_RENEW_DEADLINE",
-    "RELMAN_LEADER_ELECTION_RENEW_PERIOD",
-    "RELMAN_LEADER_ELECTION_RETRY_PERIOD",
-];
-
-/// Whether leader election is on: `RELMAN_LEADER_ELECTION` unset, `true` or `1` turns it on;
-/// `false` or `0` turns it off (one replica only, e.g. when running relman by hand).
-pub fn enabled_from_env() -> Result<bool, LeaderError> {
-    match std::env::var("RELMAN_LEADER_ELECTION") {
-        Err(_) => Ok(true),
-        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "" | "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(LeaderError::InvalidSwitch(value)),
-        },
-    }
 }
 
 /// Where the Lease is, who this replica is, and the timings.
@@ -115,50 +82,6 @@ impl LeaderElectionConfig {
             renew_period: Duration::from_secs(5),
             retry_period: Duration::from_secs(2),
         }
-    }
-
-    /// From the environment: the Lease `RELMAN_LEADER_ELECTION_LEASE` (default
-    /// [`DEFAULT_LEASE_NAME`]) in `POD_NAMESPACE` (default `default`), held as `POD_NAME`
-    /// (else the host name) plus a per-process suffix. The timings keep their defaults unless
-    /// [`TIMING_VARIABLES`] set them (Go-style durations such as `5s` or `500ms`; unset ones
-    /// keep the default); they must still keep one leader (see
-    /// [`LeaderElectionConfig::with_timings`]). Short timings make a takeover fast, e.g. in
-    /// chaos tests that kill the leader again and again.
-    pub fn from_env() -> Result<Self, LeaderError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// [`LeaderElectionConfig::from_env`] with `lookup` in place of the environment.
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LeaderError> {
-        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let lease =
-            var("RELMAN_LEADER_ELECTION_LEASE").unwrap_or_else(|| DEFAULT_LEASE_NAME.into());
-        let namespace = var("POD_NAMESPACE").unwrap_or_else(|| "default".into());
-        let host = var("POD_NAME")
-            .or_else(|| var("HOSTNAME"))
-            .unwrap_or_else(|| "relman".into());
-        let config = Self::new(lease, namespace, unique_identity(&host));
-        if TIMING_VARIABLES.iter().all(|name| var(name).is_none()) {
-            return Ok(config);
-        }
-        let defaults = [
-            config.lease_duration,
-            config.renew_deadline,
-            config.renew_period,
-            config.retry_period,
-        ];
-        let mut timings = defaults;
-        for ((variable, timing), default) in
-            TIMING_VARIABLES.into_iter().zip(&mut timings).zip(defaults)
-        {
-            *timing = match var(variable) {
-                None => default,
-                Some(text) => crate::api::duration::parse_duration(text.trim())
-                    .map_err(|source| LeaderError::InvalidDuration { variable, source })?,
-            };
-        }
-        let [lease_duration, renew_deadline, renew_period, retry_period] = timings;
-        config.with_timings(lease_duration, renew_deadline, renew_period, retry_period)
     }
 
     /// The same Lease with other timings; see the module docs for what each one does.
@@ -203,7 +126,7 @@ impl LeaderElectionConfig {
 
 /// `host` plus a suffix that differs between processes, so two relman processes on one host
 /// (or a restarted pod that kept its name) never share an identity.
-fn unique_identity(host: &str) -> String {
+pub fn unique_identity(host: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -596,73 +519,6 @@ mod tests {
                 )
                 .is_err()
         );
-    }
-
-    #[test]
-    fn timings_come_from_the_environment_and_keep_their_defaults_when_unset() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                vars.iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| (*value).to_owned())
-            }
-        };
-        let defaults = LeaderElectionConfig::from_lookup(env(&[("POD_NAME", "relman-0")])).unwrap();
-        assert_eq!(defaults.lease_duration, Duration::from_secs(15));
-        assert_eq!(defaults.retry_period, Duration::from_secs(2));
-        assert!(defaults.identity.starts_with("relman-0_"), "{defaults:?}");
-
-        let short = LeaderElectionConfig::from_lookup(env(&[
-            ("RELMAN_LEADER_ELECTION_LEASE_DURATION", "4s"),
-            ("RELMAN_LEADER_ELECTION_RENEW_DEADLINE", "3s"),
-            ("RELMAN_LEADER_ELECTION_RENEW_PERIOD", "1s"),
-            ("RELMAN_LEADER_ELECTION_RETRY_PERIOD", "500ms"),
-        ]))
-        .unwrap();
-        assert_eq!(
-            (
-                short.lease_duration,
-                short.renew_deadline,
-                short.renew_period,
-                short.retry_period
-            ),
-            (
-                Duration::from_secs(4),
-                Duration::from_secs(3),
-                Duration::from_secs(1),
-                Duration::from_millis(500)
-            )
-        );
-
-        // One variable alone: the others keep their defaults (15 s, 10 s, 5 s, 2 s).
-        let retry = LeaderElectionConfig::from_lookup(env(&[(
-            "RELMAN_LEADER_ELECTION_RETRY_PERIOD",
-            "1s",
-        )]))
-        .unwrap();
-        assert_eq!(retry.retry_period, Duration::from_secs(1));
-        assert_eq!(retry.renew_deadline, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn bad_timings_in_the_environment_are_errors_naming_the_variable() {
-        let bad = LeaderElectionConfig::from_lookup(|name| {
-            (name == "RELMAN_LEADER_ELECTION_RENEW_PERIOD").then(|| "soon".to_owned())
-        })
-        .unwrap_err();
-        assert!(
-            bad.to_string()
-                .contains("RELMAN_LEADER_ELECTION_RENEW_PERIOD"),
-            "{bad}"
-        );
-        // A renew deadline past the default 15 s lease could elect two leaders.
-        let unsafe_deadline = LeaderElectionConfig::from_lookup(|name| {
-            (name == "RELMAN_LEADER_ELECTION_RENEW_DEADLINE").then(|| "20s".to_owned())
-        });
-        assert!(matches!(
-            unsafe_deadline,
-            Err(LeaderError::InvalidTiming(_))
-        ));
     }
 
     #[test]

@@ -23,4 +23,5 @@ pub mod notify;
 pub mod plan;
 pub mod plugin;
 pub mod readiness;
+pub mod settings;
 pub mod telemetry;

@@ -26,6 +26,7 @@ const LAYERS: &[&str] = &[
     "controller",
     "http",
     "plugin",
+    "settings",
 ];
 
 /// The pure layers: they decide from what they are given and never reach out.
