@@ -29,6 +29,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::api::Release;
+use crate::api::reason::Reason;
 use crate::api::release::{NotificationStatus, NotifyEvent, NotifyFormat, NotifyTarget};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -114,16 +115,17 @@ impl Delivery {
 }
 
 /// The notification event a planner Event stands for, if any. `first_stage` is the name of
-/// the release's first stage: only its start counts as [`NotifyEvent::Started`].
+/// the release's first stage: only its start counts as [`NotifyEvent::Started`]. Matched on
+/// the reason and the Event's stage, never on its wording.
 pub fn notify_event(event: &PlannedEvent, first_stage: Option<&str>) -> Option<NotifyEvent> {
-    match event.reason.as_str() {
-        "StageStarted" => first_stage
-            .filter(|stage| event.message == format!("stage {stage} started"))
+    match Reason::parse(&event.reason)? {
+        Reason::StageStarted => first_stage
+            .filter(|stage| event.stage.as_deref() == Some(*stage))
             .map(|_| NotifyEvent::Started),
-        "AwaitingApproval" => Some(NotifyEvent::AwaitingApproval),
-        "Released" => Some(NotifyEvent::Released),
-        "RolledBack" => Some(NotifyEvent::RolledBack),
-        "IncidentOpened" => Some(NotifyEvent::IncidentOpened),
+        Reason::AwaitingApproval => Some(NotifyEvent::AwaitingApproval),
+        Reason::Released => Some(NotifyEvent::Released),
+        Reason::RolledBack => Some(NotifyEvent::RolledBack),
+        Reason::IncidentOpened => Some(NotifyEvent::IncidentOpened),
         _ => None,
     }
 }
@@ -643,7 +645,15 @@ mod tests {
         PlannedEvent {
             type_: PlannedType::Normal,
             reason: reason.into(),
+            stage: None,
             message: message.into(),
+        }
+    }
+
+    fn started(stage: &str, message: &str) -> PlannedEvent {
+        PlannedEvent {
+            stage: Some(stage.into()),
+            ..planned("StageStarted", message)
         }
     }
 
@@ -651,11 +661,16 @@ mod tests {
     fn planner_events_map_to_notify_events() {
         let first = Some("staging");
         assert_eq!(
-            notify_event(&planned("StageStarted", "stage staging started"), first),
+            notify_event(&started("staging", "stage staging started"), first),
+            Some(NotifyEvent::Started)
+        );
+        // The wording of the message does not matter; the stage does.
+        assert_eq!(
+            notify_event(&started("staging", "staging is under way"), first),
             Some(NotifyEvent::Started)
         );
         assert_eq!(
-            notify_event(&planned("StageStarted", "stage production started"), first),
+            notify_event(&started("production", "stage production started"), first),
             None
         );
         assert_eq!(

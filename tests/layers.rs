@@ -79,6 +79,26 @@ fn every_top_level_module_has_a_layer() {
 }
 
 #[test]
+fn the_readme_layout_lists_every_top_level_module() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let layout = readme
+        .split("## Layout")
+        .nth(1)
+        .expect("the README has a Layout section");
+    let missing: Vec<&&str> = LAYERS
+        .iter()
+        .filter(|m| {
+            !layout.contains(&format!("src/{m}/")) && !layout.contains(&format!("src/{m}.rs"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the README's layout does not list {missing:?}"
+    );
+}
+
+#[test]
 fn imports_run_only_down_the_layers() {
     let modules = modules();
     let mut wrong = Vec::new();

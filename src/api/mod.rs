@@ -10,6 +10,7 @@ mod compact;
 pub mod conditions;
 pub mod duration;
 pub mod labels;
+pub mod reason;
 pub mod release;
 mod rules;
 mod schema;

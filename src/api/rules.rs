@@ -97,3 +97,17 @@ impl super::release::ConditionStatus {
         }
     }
 }
+
+impl super::release::JobStatus {
+    /// `result` of a Job that has not finished.
+    pub const RUNNING: &'static str = "Running";
+    /// `result` of a Job that succeeded.
+    pub const SUCCEEDED: &'static str = "Succeeded";
+    /// `result` of a Job that failed or timed out.
+    pub const FAILED: &'static str = "Failed";
+
+    /// Whether the Job failed (or timed out).
+    pub fn failed(&self) -> bool {
+        self.result.as_deref() == Some(Self::FAILED)
+    }
+}

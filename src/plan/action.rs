@@ -123,8 +123,11 @@ impl JobKind {
 pub struct PlannedEvent {
     /// Normal or Warning.
     pub type_: EventType,
-    /// A CamelCase reason, the same as the history entry's event.
+    /// A CamelCase reason, the same as the history entry's event (usually an
+    /// [`crate::api::reason::Reason`]).
     pub reason: String,
+    /// The stage the Event is about, if any: what a reader matches on, never the message.
+    pub stage: Option<String>,
     /// What happened, for people.
     pub message: String,
 }

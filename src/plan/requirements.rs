@@ -13,6 +13,7 @@ use kube::core::DynamicObject;
 use semver::Version;
 
 use super::observed::{GateState, ObservedApproval};
+use crate::api::reason::Reason;
 use crate::api::release::{ConditionGate, ReleaseNotes, ReleasePhase, RequirementStatus};
 use crate::api::{Decision, Release, ReleaseType};
 
@@ -21,11 +22,11 @@ pub const VERSION_TYPE: &str = "versionType";
 /// The name of the built-in requirement that a Major release lists its migration steps.
 pub const MIGRATION_STEPS_LISTED: &str = "migrationStepsListed";
 /// `RequirementsMet` reason: `spec.type` does not match the semver bump.
-pub const REASON_VERSION_TYPE_MISMATCH: &str = "VersionTypeMismatch";
+pub const REASON_VERSION_TYPE_MISMATCH: &str = Reason::VersionTypeMismatch.as_str();
 /// `RequirementsMet` reason: the version is not newer than the last release that succeeded.
-pub const REASON_VERSION_NOT_NEWER: &str = "VersionNotNewer";
+pub const REASON_VERSION_NOT_NEWER: &str = Reason::VersionNotNewer.as_str();
 /// `RequirementsMet` reason for every other unmet requirement.
-pub const REASON_REQUIREMENTS_NOT_MET: &str = "RequirementsNotMet";
+pub const REASON_REQUIREMENTS_NOT_MET: &str = Reason::RequirementsNotMet.as_str();
 
 /// The release guide's own requirements, checked from the spec alone: notes drafted, rollback
 /// plan documented, smoke tests prepared, and (for a Major release) migration steps listed or
@@ -348,7 +349,10 @@ pub fn requirements_gate(
         })
         .collect();
     if missing.is_empty() {
-        GateState::open("RequirementsMet", "every pre-release requirement is met")
+        GateState::open(
+            Reason::RequirementsMet.as_str(),
+            "every pre-release requirement is met",
+        )
     } else {
         GateState::closed(reason, format!("missing: {}", missing.join("; ")), recheck)
     }

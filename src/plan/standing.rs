@@ -17,6 +17,7 @@ use super::observed::{ObservedDeployment, template_images};
 use super::rollout::runs_release_images;
 use crate::api::ReleaseSpec;
 use crate::api::conditions::{DRIFTED, SUPERSEDED, Status, find_condition, set_condition};
+use crate::api::reason::Reason;
 use crate::api::release::{ImageSpec, ReleaseStatus};
 
 /// How a Deployment a release changed stands now.
@@ -163,7 +164,7 @@ pub fn record_standings(
         (
             SUPERSEDED,
             superseded,
-            "Superseded",
+            Reason::Superseded.as_str(),
             EventType::Normal,
             "superseded: ",
             "no newer Release drives its Deployments",
@@ -171,7 +172,7 @@ pub fn record_standings(
         (
             DRIFTED,
             drifted,
-            "Drifted",
+            Reason::Drifted.as_str(),
             EventType::Warning,
             "its Deployments no longer run its images: ",
             "its Deployments run its images again",
@@ -183,7 +184,7 @@ pub fn record_standings(
             if old.is_none() {
                 continue;
             }
-            (Status::False, "Current", cleared.to_owned())
+            (Status::False, Reason::Current.as_str(), cleared.to_owned())
         } else {
             (
                 Status::True,
@@ -212,12 +213,12 @@ pub fn record_standings(
                 },
                 reason: if state == Status::True {
                     if type_ == SUPERSEDED {
-                        "Superseded"
+                        Reason::Superseded.as_str()
                     } else {
-                        "Drifted"
+                        Reason::Drifted.as_str()
                     }
                 } else {
-                    "Current"
+                    Reason::Current.as_str()
                 },
                 message,
             });

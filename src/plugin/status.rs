@@ -183,7 +183,7 @@ fn stage_failures(stage: &StageStatus) -> Vec<String> {
         ));
     }
     for j in [&stage.backup, &stage.smoke_test].into_iter().flatten() {
-        if let (Some(message), Some("Failed")) = (&j.message, j.result.as_deref()) {
+        if let (Some(message), true) = (&j.message, j.failed()) {
             lines.push(format!(
                 "  {} Job {}: {}\n",
                 stage.name,

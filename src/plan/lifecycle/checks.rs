@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::api::Compact;
 use crate::api::labels::{ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_KNOWN_GOOD_REVISION};
+use crate::api::reason::Reason;
 use crate::api::release::{DeploymentStatus, JobCheck, JobStatus, Stage};
 use crate::api::time::from_k8s_time;
 use crate::api::time::{add, to_k8s_time};
@@ -16,10 +17,7 @@ use crate::plan::rollout::{
     runs_release_images,
 };
 
-use super::planner::{
-    Check, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, Outcome, Planner, StageTimeouts, failure, human,
-    progressing_reason,
-};
+use super::planner::{Check, Outcome, Planner, StageTimeouts, failure, human, progressing_reason};
 
 impl<'a> Planner<'a> {
     /// The backup or smoke-test Job of the current attempt: create it, wait for it, judge it.
@@ -39,13 +37,21 @@ impl<'a> Planner<'a> {
             JobKind::SmokeTest => "smoke test",
         };
         let (succeeded, failed, timed_out) = match kind {
-            JobKind::Backup => ("BackupSucceeded", "BackupFailed", "BackupTimedOut"),
-            JobKind::SmokeTest => ("SmokeTestSucceeded", "SmokeTestFailed", "SmokeTestTimedOut"),
+            JobKind::Backup => (
+                Reason::BackupSucceeded.as_str(),
+                Reason::BackupFailed.as_str(),
+                Reason::BackupTimedOut.as_str(),
+            ),
+            JobKind::SmokeTest => (
+                Reason::SmokeTestSucceeded.as_str(),
+                Reason::SmokeTestFailed.as_str(),
+                Reason::SmokeTestTimedOut.as_str(),
+            ),
         };
         let recorded = self.job_status(index, kind).clone();
         if recorded
             .as_ref()
-            .is_some_and(|r| r.name == name && r.result.as_deref() == Some(JOB_SUCCEEDED))
+            .is_some_and(|r| r.name == name && r.result.as_deref() == Some(JobStatus::SUCCEEDED))
         {
             // The result outlives the Job (which a TTL may have deleted).
             return Check::Passed;
@@ -58,7 +64,7 @@ impl<'a> Planner<'a> {
             });
         };
         let Some(job) = self.observed.job(&namespace, &name) else {
-            set_result(self, JOB_RUNNING, None);
+            set_result(self, JobStatus::RUNNING, None);
             let mut job = build_job(
                 &self.observed.release,
                 &stage.name,
@@ -94,7 +100,7 @@ impl<'a> Planner<'a> {
             self.requeue_now = true;
             self.record(
                 EventType::Warning,
-                "JobOfAnotherRelease",
+                Reason::JobOfAnotherRelease.as_str(),
                 Some(&stage.name),
                 format!(
                     "stage {}: Job {namespace}/{name} belongs to another Release object of this name (uid {}); it is not counted, and the stage goes on with attempt {next}",
@@ -113,7 +119,7 @@ impl<'a> Planner<'a> {
         }
         match &job.state {
             JobState::Succeeded => {
-                set_result(self, JOB_SUCCEEDED, None);
+                set_result(self, JobStatus::SUCCEEDED, None);
                 self.record(
                     EventType::Normal,
                     succeeded,
@@ -131,7 +137,7 @@ impl<'a> Planner<'a> {
                         format!(": {message}")
                     }
                 );
-                set_result(self, JOB_FAILED, Some(text.clone()));
+                set_result(self, JobStatus::FAILED, Some(text.clone()));
                 Check::Failed(failure(failed, text))
             }
             JobState::Running { since } => {
@@ -141,7 +147,7 @@ impl<'a> Planner<'a> {
                         "the {what} Job {namespace}/{name} did not finish within {}",
                         human(timeout)
                     );
-                    set_result(self, JOB_FAILED, Some(text.clone()));
+                    set_result(self, JobStatus::FAILED, Some(text.clone()));
                     return Check::Failed(failure(timed_out, text));
                 }
                 let grace = self.observed.config.pod_problem_grace;
@@ -154,13 +160,13 @@ impl<'a> Planner<'a> {
                             human(grace),
                             problem.message
                         );
-                        set_result(self, JOB_FAILED, Some(text.clone()));
+                        set_result(self, JobStatus::FAILED, Some(text.clone()));
                         return Check::Failed(failure(problem.reason.as_str(), text));
                     }
                     PodProblems::GraceUntil(at) => self.requeue_at(at),
                     PodProblems::None => {}
                 }
-                set_result(self, JOB_RUNNING, None);
+                set_result(self, JobStatus::RUNNING, None);
                 self.requeue_at(deadline);
                 Check::Waiting(Outcome::progressing(
                     &stage.name,
@@ -205,7 +211,7 @@ impl<'a> Planner<'a> {
                     self.requeue_now = true;
                     return Check::Waiting(Outcome::progressing(
                         &stage.name,
-                        "CapturingKnownGood",
+                        Reason::CapturingKnownGood.as_str(),
                         format!("stage {}: recording the known-good state", stage.name),
                     ));
                 }
@@ -217,7 +223,7 @@ impl<'a> Planner<'a> {
                 };
                 return Check::Waiting(Outcome::progressing(
                     &stage.name,
-                    "RollingOut",
+                    Reason::RollingOut.as_str(),
                     format!("stage {}: rolling out {namespace}/{name}", stage.name),
                 ));
             }
@@ -228,7 +234,10 @@ impl<'a> Planner<'a> {
                     }
                 }
                 RolloutProgress::DeadlineExceeded(message) => {
-                    return Check::Failed(failure("ProgressDeadlineExceeded", message));
+                    return Check::Failed(failure(
+                        Reason::ProgressDeadlineExceeded.as_str(),
+                        message,
+                    ));
                 }
                 RolloutProgress::InProgress(progress) => {
                     let grace = self.observed.config.pod_problem_grace;
@@ -257,7 +266,7 @@ impl<'a> Planner<'a> {
                     let deadline = add(started, timeout);
                     if deadline <= self.now {
                         return Check::Failed(failure(
-                            "RolloutTimedOut",
+                            Reason::RolloutTimedOut.as_str(),
                             format!(
                                 "the rollout of stage {} did not complete within {}: {progress}",
                                 stage.name,
@@ -268,7 +277,7 @@ impl<'a> Planner<'a> {
                     self.requeue_at(deadline);
                     return Check::Waiting(Outcome::progressing(
                         &stage.name,
-                        "RollingOut",
+                        Reason::RollingOut.as_str(),
                         format!(
                             "stage {}: waiting for the rollout of {namespace}/{name}",
                             stage.name
@@ -355,7 +364,7 @@ impl<'a> Planner<'a> {
         self.requeue_now = true;
         Some(Outcome::progressing(
             &stage.name,
-            "CapturingKnownGood",
+            Reason::CapturingKnownGood.as_str(),
             format!(
                 "stage {}: recorded the known-good state of its Deployments before rolling out",
                 stage.name
@@ -431,7 +440,7 @@ impl<'a> Planner<'a> {
                 self.status.stages[index].bake_started_at = Some(to_k8s_time(self.now));
                 self.record(
                     EventType::Normal,
-                    "BakeStarted",
+                    Reason::BakeStarted.as_str(),
                     Some(&stage.name),
                     format!(
                         "stage {}: its checks passed; watching it for {} before it is verified",
@@ -449,7 +458,7 @@ impl<'a> Planner<'a> {
             };
             if observed.available_replicas < observed.desired_replicas {
                 return Check::Failed(failure(
-                    "BakeFailed",
+                    Reason::BakeFailed.as_str(),
                     format!(
                         "during its bake time, {namespace}/{} has {} of {} replicas available",
                         deployment.0, observed.available_replicas, observed.desired_replicas
@@ -467,7 +476,7 @@ impl<'a> Planner<'a> {
                 .find(|d| d.name == requirement.name && !d.met)
             {
                 return Check::Failed(failure(
-                    "BakeFailed",
+                    Reason::BakeFailed.as_str(),
                     format!(
                         "during its bake time, requirement {} no longer holds: {}",
                         requirement.name,
@@ -485,7 +494,7 @@ impl<'a> Planner<'a> {
         self.requeue_at(end);
         Check::Waiting(Outcome::progressing(
             &stage.name,
-            "Baking",
+            Reason::Baking.as_str(),
             format!(
                 "stage {}: its checks passed; watching its Deployments until {} (bake {})",
                 stage.name,
@@ -536,7 +545,7 @@ impl<'a> Planner<'a> {
             };
             return Check::Waiting(Outcome::progressing(
                 &stage.name,
-                "MarkingKnownGood",
+                Reason::MarkingKnownGood.as_str(),
                 format!(
                     "stage {}: marking {namespace}/{name} known-good",
                     stage.name
@@ -557,7 +566,7 @@ impl<'a> Planner<'a> {
         let Some(observed) = world.deployment(namespace, name) else {
             return Err(Outcome::stalled(
                 &stage.name,
-                "DeploymentNotFound",
+                Reason::DeploymentNotFound.as_str(),
                 format!(
                     "stage {}: Deployment {namespace}/{name} does not exist; create it or fix spec.stages",
                     stage.name
@@ -573,7 +582,7 @@ impl<'a> Planner<'a> {
                 .collect();
             return Err(Outcome::stalled(
                 &stage.name,
-                "NoMatchingContainer",
+                Reason::NoMatchingContainer.as_str(),
                 format!(
                     "stage {}: Deployment {namespace}/{name} has none of the release's containers ({})",
                     stage.name,

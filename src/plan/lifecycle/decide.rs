@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::conditions::{self};
+use crate::api::reason::Reason;
 use crate::api::release::{ReleasePhase, Stage, StagePhase};
 use crate::api::time::{add, to_k8s_time};
 use crate::plan::action::{EventType, JobKind};
@@ -73,7 +74,7 @@ impl<'a> Planner<'a> {
             return Outcome::new(
                 OutcomeKind::Stalled,
                 None,
-                "InvalidSpec",
+                Reason::InvalidSpec.as_str(),
                 "spec.stages: a release needs at least one stage".into(),
             );
         }
@@ -93,7 +94,7 @@ impl<'a> Planner<'a> {
             return Outcome::new(
                 OutcomeKind::Stalled,
                 self.spec.stages.first().map(|s| s.name.as_str()),
-                "InvalidSpec",
+                Reason::InvalidSpec.as_str(),
                 shared,
             );
         }
@@ -114,7 +115,7 @@ impl<'a> Planner<'a> {
             return Outcome::new(
                 OutcomeKind::Stalled,
                 self.spec.stages.first().map(|s| s.name.as_str()),
-                "InvalidSpec",
+                Reason::InvalidSpec.as_str(),
                 invalid.clone(),
             );
         }
@@ -125,7 +126,7 @@ impl<'a> Planner<'a> {
                 return Outcome::new(
                     OutcomeKind::Stalled,
                     stage.map(|s| s.name.as_str()),
-                    "InvalidSpec",
+                    Reason::InvalidSpec.as_str(),
                     invalid.to_string(),
                 );
             }
@@ -170,7 +171,7 @@ impl<'a> Planner<'a> {
         if self.old.phase != Some(ReleasePhase::Succeeded) {
             self.record(
                 EventType::Normal,
-                "Released",
+                Reason::Released.as_str(),
                 None,
                 format!(
                     "{} {} passed every stage",
@@ -188,7 +189,7 @@ impl<'a> Planner<'a> {
         Outcome::new(
             OutcomeKind::Succeeded,
             last,
-            "Succeeded",
+            Reason::Succeeded.as_str(),
             format!(
                 "{} {} is released: every stage is verified",
                 self.spec.application, self.spec.version
@@ -339,7 +340,7 @@ impl<'a> Planner<'a> {
                     // Only reachable with a status edited by hand: a failed stage always
                     // carries its failure, which sends the release to the revert path.
                     return Check::Failed(failure(
-                        "StageFailed",
+                        Reason::StageFailed.as_str(),
                         format!(
                             "stage {} is marked failed without a recorded reason",
                             stage.name

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::api::reason::Reason;
 use crate::api::release::{Stage, StagePhase};
 use crate::api::time::from_k8s_time;
 use crate::api::time::to_k8s_time;
@@ -21,7 +22,7 @@ impl<'a> Planner<'a> {
             return Some(Outcome::new(
                 OutcomeKind::AwaitingRequirements,
                 Some(name),
-                "RequirementsNotMet",
+                Reason::RequirementsNotMet.as_str(),
                 requirements.message.clone(),
             ));
         }
@@ -31,7 +32,7 @@ impl<'a> Planner<'a> {
                 return Some(Outcome::new(
                     OutcomeKind::AwaitingApproval,
                     Some(name),
-                    "AwaitingApproval",
+                    Reason::AwaitingApproval.as_str(),
                     self.awaiting_approval_message(stage, &approvers),
                 ));
             }
@@ -61,7 +62,7 @@ impl<'a> Planner<'a> {
                 return Some(Outcome::new(
                     OutcomeKind::AwaitingDeployment,
                     Some(name),
-                    "WaitingForOtherRelease",
+                    Reason::WaitingForOtherRelease.as_str(),
                     format!(
                         "Deployment {namespace}/{} is being driven by Release {other}; stage {name} starts when that release finishes",
                         deployment.0
@@ -84,7 +85,7 @@ impl<'a> Planner<'a> {
         self.set_stage_phase(index, StagePhase::BackingUp);
         self.record(
             EventType::Normal,
-            "StageStarted",
+            Reason::StageStarted.as_str(),
             Some(&stage.name),
             format!("stage {} started", stage.name),
         );
@@ -92,7 +93,7 @@ impl<'a> Planner<'a> {
             let approvers: Vec<_> = self.approvers_of(&stage.name).into_iter().collect();
             self.record(
                 EventType::Normal,
-                "Approved",
+                Reason::Approved.as_str(),
                 Some(&stage.name),
                 format!("stage {} approved by {}", stage.name, approvers.join(", ")),
             );

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::api::duration::{DurationError, parse_duration};
+use crate::api::reason::Reason;
 use crate::api::release::{
     DeploymentStatus, Failure, HistoryEntry, ReleasePhase, Stage, StagePhase,
 };
@@ -15,29 +16,23 @@ use crate::api::{ReleaseSpec, ReleaseStatus};
 use crate::plan::action::{Action, EventType, JobKind, Plan, PlannedEvent};
 use crate::plan::observed::{Observed, ObservedDeployment};
 
-/// `JobStatus.result` of a Job that has not finished.
-pub(super) const JOB_RUNNING: &str = "Running";
-/// `JobStatus.result` of a Job that succeeded.
-pub(super) const JOB_SUCCEEDED: &str = "Succeeded";
-/// `JobStatus.result` of a Job that failed or timed out.
-pub(super) const JOB_FAILED: &str = "Failed";
 /// The failure reason of a release withdrawn by `spec.abort`.
-pub(super) const REASON_ABORTED: &str = "Aborted";
+pub(super) const REASON_ABORTED: &str = Reason::Aborted.as_str();
 /// The failure reason of a release whose sign-off was rejected.
-pub(super) const REASON_REJECTED: &str = "ApprovalRejected";
+pub(super) const REASON_REJECTED: &str = Reason::ApprovalRejected.as_str();
 /// The Stalled reason of a release whose step the API server refuses to relman (403).
-pub const REASON_FORBIDDEN: &str = "Forbidden";
+pub const REASON_FORBIDDEN: &str = Reason::Forbidden.as_str();
 /// How often a release stalled for [`REASON_FORBIDDEN`] tries again: a permission granted
 /// later lets it go on without anyone touching the Release.
 pub const FORBIDDEN_RECHECK: Duration = Duration::from_secs(60);
 /// The history entry and Event of an abort that reverted nothing: the release no longer
 /// drives any Deployment it changed.
-pub(super) const REASON_ABORT_IGNORED: &str = "AbortIgnored";
+pub(super) const REASON_ABORT_IGNORED: &str = Reason::AbortIgnored.as_str();
 /// The most history entries kept; the oldest go first.
 pub(super) const MAX_HISTORY: usize = 100;
 /// The Stalled reason of a release whose stage would act in a namespace that has not
 /// accepted it (see [`NamespaceConsent`]).
-pub const REASON_NAMESPACE_NOT_PERMITTED: &str = "NamespaceNotPermitted";
+pub const REASON_NAMESPACE_NOT_PERMITTED: &str = Reason::NamespaceNotPermitted.as_str();
 /// How often a release stalled for [`REASON_NAMESPACE_NOT_PERMITTED`] looks at the namespace
 /// again: consent given later moves it on without anyone touching the Release.
 pub const NAMESPACE_CONSENT_RECHECK: Duration = Duration::from_secs(30);
@@ -262,6 +257,7 @@ impl<'a> Planner<'a> {
         self.events.push(PlannedEvent {
             type_,
             reason: event.to_owned(),
+            stage: stage.map(str::to_owned),
             message,
         });
     }
@@ -401,8 +397,8 @@ pub(super) fn required_approvers(stage: &Stage) -> Option<usize> {
 
 pub(super) fn progressing_reason(kind: JobKind) -> &'static str {
     match kind {
-        JobKind::Backup => "BackingUp",
-        JobKind::SmokeTest => "SmokeTesting",
+        JobKind::Backup => Reason::BackingUp.as_str(),
+        JobKind::SmokeTest => Reason::SmokeTesting.as_str(),
     }
 }
 

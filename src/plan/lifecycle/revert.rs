@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::api::Compact;
+use crate::api::reason::Reason;
 use crate::api::release::{Failure, IncidentStatus, StagePhase, StageStatus};
 use crate::api::time::to_k8s_time;
 use crate::plan::action::{Action, EventType};
@@ -46,7 +47,7 @@ impl<'a> Planner<'a> {
             });
             self.record(
                 EventType::Warning,
-                "IncidentOpened",
+                Reason::IncidentOpened.as_str(),
                 Some(&stage_name),
                 format!(
                     "production was changed and is being reverted: {}",
@@ -176,7 +177,7 @@ impl<'a> Planner<'a> {
                 RolloutProgress::DeadlineExceeded(message) => {
                     return Outcome::stalled(
                         &failed_stage,
-                        "RevertFailed",
+                        Reason::RevertFailed.as_str(),
                         format!(
                             "{}; the revert of {target} failed: {message}",
                             cause.message
@@ -188,7 +189,7 @@ impl<'a> Planner<'a> {
                         PodProblems::Lasting(problem) => {
                             return Outcome::stalled(
                                 &failed_stage,
-                                "RevertFailed",
+                                Reason::RevertFailed.as_str(),
                                 format!(
                                     "{}; the revert of {target} cannot complete: pod {} has been {} for {}",
                                     cause.message,
@@ -246,7 +247,7 @@ impl<'a> Planner<'a> {
         }
         self.record(
             EventType::Warning,
-            "RolledBack",
+            Reason::RolledBack.as_str(),
             Some(&failed_stage),
             outcome.message.clone(),
         );
@@ -265,7 +266,10 @@ impl<'a> Planner<'a> {
             ),
             None => (
                 None,
-                failure("RolledBack", "the release was rolled back".into()),
+                failure(
+                    Reason::RolledBack.as_str(),
+                    "the release was rolled back".into(),
+                ),
             ),
         };
         let restored = self.restored_revisions(0);

@@ -6,6 +6,7 @@ use crate::api::conditions::{
     self, APPROVED, READY, RECONCILING, REQUIREMENTS_MET, ROLLED_BACK, STALLED, Status,
     WINDOW_OPEN, set_condition,
 };
+use crate::api::reason::Reason;
 use crate::api::release::{ApprovalRecord, ReleasePhase, Stage, StagePhase, StageStatus};
 use crate::api::time::to_k8s_time;
 use crate::plan::action::EventType;
@@ -82,7 +83,7 @@ impl<'a> Planner<'a> {
             let stage = incident.stage.clone();
             self.record(
                 EventType::Normal,
-                "IncidentClosed",
+                Reason::IncidentClosed.as_str(),
                 Some(&stage),
                 format!("root cause recorded: {root_cause}"),
             );
@@ -172,15 +173,19 @@ impl<'a> Planner<'a> {
 
         let rolled_back = match outcome.kind {
             OutcomeKind::RolledBack => (Status::True, reason, message),
-            OutcomeKind::RollingBack => (Status::False, "RollingBack", message),
+            OutcomeKind::RollingBack => (Status::False, Reason::RollingBack.as_str(), message),
             OutcomeKind::Stalled
-                if reason == "RevertFailed"
+                if reason == Reason::RevertFailed.as_str()
                     || (reason == REASON_NAMESPACE_NOT_PERMITTED
                         && self.failed_stage().is_some()) =>
             {
                 (Status::False, reason, message)
             }
-            _ => (Status::False, "NotRolledBack", "no revert happened"),
+            _ => (
+                Status::False,
+                Reason::NotRolledBack.as_str(),
+                "no revert happened",
+            ),
         };
         set(ROLLED_BACK, rolled_back.0, rolled_back.1, rolled_back.2);
         self.status.conditions = list;
@@ -218,7 +223,7 @@ impl<'a> Planner<'a> {
         if gated.is_empty() {
             return (
                 Status::True,
-                "NotRequired".into(),
+                Reason::NotRequired.as_str().into(),
                 "no stage of this release asks for a sign-off".into(),
             );
         }
@@ -239,20 +244,26 @@ impl<'a> Planner<'a> {
             (Some((_, stage)), _, _) => *stage,
             (None, Some(kept), _) => return kept,
             (None, None, Some((_, last))) => *last,
-            (None, None, None) => return (Status::True, "NotRequired".into(), String::new()),
+            (None, None, None) => {
+                return (
+                    Status::True,
+                    Reason::NotRequired.as_str().into(),
+                    String::new(),
+                );
+            }
         };
         let approvers = self.approvers_of(&stage.name);
         if approvers.len() >= required_approvers(stage).unwrap_or(1) {
             let names: Vec<_> = approvers.into_iter().collect();
             (
                 Status::True,
-                "Approved".into(),
+                Reason::Approved.as_str().into(),
                 format!("stage {} approved by {}", stage.name, names.join(", ")),
             )
         } else {
             (
                 Status::False,
-                "AwaitingApproval".into(),
+                Reason::AwaitingApproval.as_str().into(),
                 self.awaiting_approval_message(stage, &approvers),
             )
         }
@@ -267,14 +278,14 @@ impl<'a> Planner<'a> {
         if gated.is_empty() {
             return (
                 Status::True,
-                "NotRequired".into(),
+                Reason::NotRequired.as_str().into(),
                 "no stage of this release waits for a deployment window".into(),
             );
         }
         let Some(window) = &self.observed.gates.window else {
             return (
                 Status::True,
-                "NoCalendar".into(),
+                Reason::NoCalendar.as_str().into(),
                 "the release names no calendar, so no window gates its stages".into(),
             );
         };
@@ -312,7 +323,7 @@ fn stage_conditions(
         let cause = status
             .failure
             .clone()
-            .unwrap_or_else(|| failure("StageFailed", "the stage failed".into()));
+            .unwrap_or_else(|| failure(Reason::StageFailed.as_str(), "the stage failed".into()));
         (
             Status::False,
             cause.reason,
@@ -321,40 +332,59 @@ fn stage_conditions(
     };
     let not = |reason: &str, message: String| (Status::False, reason.to_owned(), message);
     let deployed = match phase {
-        StagePhase::Pending => not("StageNotStarted", format!("stage {name} has not started")),
-        StagePhase::BackingUp => not("BackingUp", format!("stage {name}: the backup Job runs")),
-        StagePhase::RollingOut => not("RollingOut", format!("stage {name}: rolling out")),
+        StagePhase::Pending => not(
+            Reason::StageNotStarted.as_str(),
+            format!("stage {name} has not started"),
+        ),
+        StagePhase::BackingUp => not(
+            Reason::BackingUp.as_str(),
+            format!("stage {name}: the backup Job runs"),
+        ),
+        StagePhase::RollingOut => not(
+            Reason::RollingOut.as_str(),
+            format!("stage {name}: rolling out"),
+        ),
         StagePhase::Verifying | StagePhase::Verified => (
             Status::True,
-            "RolloutComplete".to_owned(),
+            Reason::RolloutComplete.as_str().to_owned(),
             format!("stage {name}: every Deployment rolled out"),
         ),
         StagePhase::Failed => failed(),
-        StagePhase::RollingBack => not("RollingBack", format!("stage {name} is being reverted")),
+        StagePhase::RollingBack => not(
+            Reason::RollingBack.as_str(),
+            format!("stage {name} is being reverted"),
+        ),
         StagePhase::RolledBack => not(
-            "RolledBack",
+            Reason::RolledBack.as_str(),
             format!("stage {name} was reverted to its known-good state"),
         ),
     };
     let verified = match phase {
-        StagePhase::Pending | StagePhase::BackingUp | StagePhase::RollingOut => {
-            not("NotDeployed", format!("stage {name} is not deployed yet"))
-        }
-        StagePhase::Verifying => not("Verifying", format!("stage {name}: running its checks")),
+        StagePhase::Pending | StagePhase::BackingUp | StagePhase::RollingOut => not(
+            Reason::NotDeployed.as_str(),
+            format!("stage {name} is not deployed yet"),
+        ),
+        StagePhase::Verifying => not(
+            Reason::Verifying.as_str(),
+            format!("stage {name}: running its checks"),
+        ),
         StagePhase::Verified => (
             Status::True,
             if stage.smoke_test.is_some() {
-                "SmokeTestSucceeded"
+                Reason::SmokeTestSucceeded.as_str()
             } else {
-                "RolloutComplete"
+                Reason::RolloutComplete.as_str()
             }
             .to_owned(),
             format!("stage {name} passed its checks; its revisions are marked known-good"),
         ),
         StagePhase::Failed => failed(),
-        StagePhase::RollingBack => not("RollingBack", format!("stage {name} is being reverted")),
+        StagePhase::RollingBack => not(
+            Reason::RollingBack.as_str(),
+            format!("stage {name} is being reverted"),
+        ),
         StagePhase::RolledBack => not(
-            "RolledBack",
+            Reason::RolledBack.as_str(),
             format!("stage {name} was reverted to its known-good state"),
         ),
     };
