@@ -69,6 +69,9 @@ reasons! {
     InvalidSpec,
     /// A Job under a check's name belongs to another Release object.
     JobOfAnotherRelease,
+    /// A Job template asks for more than a Release may: host access, privileges, another
+    /// ServiceAccount.
+    JobNotPermitted,
     /// The stage's Deployments are being marked known-good.
     MarkingKnownGood,
     /// A stage would act in a namespace that has not accepted the Release.

@@ -195,6 +195,8 @@ async fn helm_installs_upgrades_and_uninstalls_on_the_control_plane() -> anyhow:
         "--skip-crds",
         "--set",
         "approvalPolicy.enabled=false",
+        "--set",
+        "releaseFreeze.enabled=false",
         "--wait",
         "--timeout",
         "90s",

@@ -283,7 +283,12 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
     ];
 
     // On by default, in every namespace, without a group restriction (no ConfigMap).
-    let objects = template(cp, "relman", "relman-system", &[])?;
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &["--show-only", "templates/approval-policy.yaml"],
+    )?;
     for kind in kinds {
         let names: BTreeSet<&str> = find(&objects, kind)
             .iter()
@@ -321,6 +326,8 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
         "payments",
         "payments-system",
         &[
+            "--show-only",
+            "templates/approval-policy.yaml",
             "--set",
             "approvalPolicy.signoff.group=release-managers",
             "--set",
@@ -399,11 +406,86 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
             "--set",
             "approvalPolicy.enabled=false",
             "--set",
+            "releaseFreeze.enabled=false",
+            "--set",
             "approvalPolicy.signoff.group=release-managers",
         ],
     )?;
     for kind in kinds.into_iter().chain(["ConfigMap"]) {
         assert!(find(&objects, kind).is_empty(), "{kind} with enabled=false");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    // With the release relman, the chart renders exactly config/release-freeze.yaml.
+    let shipped = documents(&std::fs::read_to_string(
+        workspace().join("config/release-freeze.yaml"),
+    )?)?;
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &["--show-only", "templates/release-freeze.yaml"],
+    )?;
+    assert_eq!(objects.len(), shipped.len());
+    for expected in &shipped {
+        let kind = expected["kind"].as_str().unwrap();
+        let name = &expected["metadata"]["name"];
+        let rendered = find(&objects, kind)
+            .into_iter()
+            .find(|o| &o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("the chart renders no {kind} {name}"));
+        assert_eq!(
+            rendered["spec"], expected["spec"],
+            "{kind} {name}: the chart and config/release-freeze.yaml differ"
+        );
+    }
+
+    // Another release's names, bound to the selected namespaces.
+    let objects = template(
+        cp,
+        "payments",
+        "payments-system",
+        &[
+            "--show-only",
+            "templates/release-freeze.yaml",
+            "--set",
+            "releaseFreeze.namespaceSelector.matchLabels.team=payments",
+        ],
+    )?;
+    let binding = one(&objects, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(
+        binding["metadata"]["name"],
+        "payments-relman-release-freeze"
+    );
+    assert_eq!(
+        binding["spec"]["policyName"],
+        "payments-relman-release-freeze"
+    );
+    assert_eq!(
+        binding["spec"]["matchResources"],
+        json!({"namespaceSelector": {"matchLabels": {"team": "payments"}}})
+    );
+    assert_eq!(
+        one(&objects, "ValidatingAdmissionPolicy")["metadata"]["name"],
+        "payments-relman-release-freeze"
+    );
+
+    // Off: none of it.
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &["--set", "releaseFreeze.enabled=false"],
+    )?;
+    assert!(find(&objects, "ValidatingAdmissionPolicy").iter().all(|p| {
+        !p["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("release-freeze")
+    }));
     Ok(())
 }

@@ -2,10 +2,13 @@
 //! of acting where it may not.
 
 use crate::api::labels::ANNOTATION_ACCEPT_RELEASES_FROM;
-use crate::api::release::Stage;
+use crate::api::reason::Reason;
+use crate::api::release::{Stage, StagePhase};
 use crate::api::time::add;
 use crate::plan::action::Action;
 use crate::plan::observed::NamespaceConsent;
+
+use crate::plan::pod_security::{JOB_SERVICE_ACCOUNT, violations};
 
 use super::planner::{
     FORBIDDEN_RECHECK, NAMESPACE_CONSENT_RECHECK, Outcome, OutcomeKind, Planner, REASON_FORBIDDEN,
@@ -131,5 +134,67 @@ impl<'a> Planner<'a> {
                 human(FORBIDDEN_RECHECK)
             ),
         )
+    }
+
+    /// The first Job template of a stage still to run that asks for more than a Release may
+    /// (see [`crate::plan::pod_security`]): the release stalls before that Job exists, and
+    /// before anything changes when it is found before the first stage. Checked on every plan,
+    /// so a template edited in after the start is refused too.
+    pub(super) fn job_template_refusal(&self) -> Option<Outcome> {
+        let spec = self.spec;
+        for (index, stage) in spec.stages.iter().enumerate() {
+            if matches!(
+                self.stage_phase(index),
+                StagePhase::Verified | StagePhase::Failed | StagePhase::RolledBack
+            ) {
+                continue;
+            }
+            for (check, field) in [(&stage.backup, "backup"), (&stage.smoke_test, "smokeTest")] {
+                let Some(check) = check else {
+                    continue;
+                };
+                let template = check.template.get();
+                let Some(pod) = template.spec.as_ref().map(|s| &s.template) else {
+                    continue;
+                };
+                let Some(pod_spec) = pod.spec.as_ref() else {
+                    continue;
+                };
+                let annotations = pod.metadata.as_ref().and_then(|m| m.annotations.as_ref());
+                let found = violations(pod_spec, annotations);
+                let Some(first) = found.first() else {
+                    continue;
+                };
+                let more = match found.len() {
+                    1 => String::new(),
+                    n => format!(
+                        " ({} more: {})",
+                        n - 1,
+                        found[1..]
+                            .iter()
+                            .map(|v| v.field.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                let prefix = if first.field.starts_with("metadata.") {
+                    format!("spec.stages[{index}].{field}.template.spec.template.")
+                } else {
+                    format!("spec.stages[{index}].{field}.template.spec.template.spec.")
+                };
+                return Some(Outcome::new(
+                    OutcomeKind::Stalled,
+                    Some(&stage.name),
+                    Reason::JobNotPermitted.as_str(),
+                    format!(
+                        "{prefix}{}: {}{more}. relman creates Jobs with its own identity, so a \
+                         Release's Jobs must meet the Pod Security baseline level and run as the \
+                         namespace's {JOB_SERVICE_ACCOUNT} ServiceAccount; nothing was created",
+                        first.field, first.message
+                    ),
+                ));
+            }
+        }
+        None
     }
 }

@@ -98,6 +98,9 @@ impl<'a> Planner<'a> {
                 shared,
             );
         }
+        if let Some(refused) = self.job_template_refusal() {
+            return refused;
+        }
         if let Some(forbidden) = &self.observed.gates.forbidden
             && self.stage_phase(0) == StagePhase::Pending
         {

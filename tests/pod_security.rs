@@ -1,0 +1,253 @@
+//! A Release's Jobs are held to the Pod Security baseline level and the namespace's `default`
+//! ServiceAccount, because relman creates them with its own identity. Two things are checked
+//! on the real API server: relman's rules agree with the API server's own Pod Security
+//! admission, case by case; and a developer who may create Releases but not pods cannot use a
+//! Release to run a privileged, host-mounting Job as another ServiceAccount.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use anyhow::Context;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use relman::api::Release;
+use relman::api::labels::LABEL_RELEASE;
+use relman::plan::pod_security::violations;
+use relman_testenv::ControlPlane;
+use serde_json::{Value, json};
+use support::{Env, OLD_IMAGE, condition, web};
+
+/// Pod specs on both sides of the baseline line (the ServiceAccount rule is relman's own and
+/// is not part of Pod Security, so it is not compared here).
+fn cases() -> Vec<(&'static str, Value)> {
+    let container =
+        |security: Value| json!([{"name": "s", "image": "s:1", "securityContext": security}]);
+    vec![
+        ("plain", json!({})),
+        (
+            "restricted",
+            json!({
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": container(json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}))
+            }),
+        ),
+        (
+            "allowed capability",
+            json!({"containers": container(json!({"capabilities": {"add": ["NET_BIND_SERVICE", "CHOWN"]}}))}),
+        ),
+        (
+            "safe sysctl",
+            json!({"securityContext": {"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]}}),
+        ),
+        (
+            "container_t",
+            json!({"securityContext": {"seLinuxOptions": {"type": "container_t"}}}),
+        ),
+        (
+            "emptyDir",
+            json!({"volumes": [{"name": "tmp", "emptyDir": {}}]}),
+        ),
+        ("hostPID", json!({"hostPID": true})),
+        ("hostNetwork", json!({"hostNetwork": true})),
+        ("hostIPC", json!({"hostIPC": true})),
+        (
+            "hostPath",
+            json!({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}),
+        ),
+        (
+            "privileged",
+            json!({"containers": container(json!({"privileged": true}))}),
+        ),
+        (
+            "SYS_ADMIN",
+            json!({"containers": container(json!({"capabilities": {"add": ["SYS_ADMIN"]}}))}),
+        ),
+        (
+            "hostPort",
+            json!({"containers": [{"name": "s", "image": "s:1", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+        ),
+        (
+            "unconfined seccomp",
+            json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}),
+        ),
+        (
+            "unconfined seccomp in a container",
+            json!({"containers": container(json!({"seccompProfile": {"type": "Unconfined"}}))}),
+        ),
+        (
+            "unsafe sysctl",
+            json!({"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "65536"}]}}),
+        ),
+        (
+            "SELinux user",
+            json!({"securityContext": {"seLinuxOptions": {"user": "system_u"}}}),
+        ),
+        (
+            "SELinux type",
+            json!({"containers": container(json!({"seLinuxOptions": {"type": "spc_t"}}))}),
+        ),
+        (
+            "unmasked /proc in a user namespace",
+            json!({"hostUsers": false, "containers": container(json!({"procMount": "Unmasked"}))}),
+        ),
+        (
+            "unconfined AppArmor",
+            json!({"containers": container(json!({"appArmorProfile": {"type": "Unconfined"}}))}),
+        ),
+        (
+            "privileged init container",
+            json!({
+                "initContainers": container(json!({"privileged": true})),
+                "containers": [{"name": "t", "image": "t:1"}]
+            }),
+        ),
+    ]
+}
+
+fn pod_spec(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    if spec.get("containers").is_none() {
+        spec["containers"] = json!([{"name": "s", "image": "s:1"}]);
+    }
+    spec["restartPolicy"] = json!("Never");
+    spec
+}
+
+#[tokio::test]
+async fn relman_refuses_exactly_what_pod_security_baseline_refuses() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    let client = cp.client().await?;
+    let ns = cp.test_namespace("psa").await?.name().to_owned();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/enforce-version": "latest"
+            }}})),
+        )
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut disagreements = Vec::new();
+    for (name, spec) in cases() {
+        let spec = pod_spec(&spec);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("case-{}", name.replace([' ', '/', '_'], "-").to_lowercase())},
+            "spec": spec.clone()
+        }))?;
+        let admitted = match pods
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &pod,
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(kube::Error::Api(status))
+                if status.code == 403 && status.message.contains("PodSecurity") =>
+            {
+                false
+            }
+            Err(other) => anyhow::bail!("case {name}: unexpected answer {other}"),
+        };
+        let typed: PodSpec = serde_json::from_value(spec)?;
+        let found = violations(&typed, None);
+        if admitted != found.is_empty() {
+            disagreements.push(format!(
+                "{name}: API server admitted={admitted}, relman found {found:?}"
+            ));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "relman and Pod Security disagree:\n{}",
+        disagreements.join("\n")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_developer_cannot_run_a_privileged_job_through_a_release() -> anyhow::Result<()> {
+    let env = Env::new("psa-dev").await.context("env")?;
+    let dave = env.developer("dave").await.context("developer")?;
+    let mut release = web("2.0.0").json();
+    release["spec"]["stages"][0]["smokeTest"]["template"]["spec"]["template"]["spec"] = json!({
+        "restartPolicy": "Never",
+        "serviceAccountName": "relman",
+        "hostPID": true,
+        "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+        "containers": [{"name": "smoke", "image": "busybox", "securityContext": {"privileged": true},
+            "volumeMounts": [{"name": "root", "mountPath": "/host"}]}]
+    });
+    let release: Release = serde_json::from_value(release)?;
+    let name = release.metadata.name.clone().unwrap();
+    Api::<Release>::namespaced(dave, &env.ns)
+        .create(&PostParams::default(), &release)
+        .await
+        .context("dave creates the Release")?;
+    let _controller = env.controller();
+    let status = env
+        .wait_status(&name, "Stalled JobNotPermitted", |s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Stalled" && c.status == "True" && c.reason == "JobNotPermitted"
+            })
+        })
+        .await?;
+    let stalled = condition(&status, "Stalled");
+    for expected in [
+        "spec.stages[0].smokeTest.template.spec.template.spec.hostPID",
+        "serviceAccountName",
+        "volumes[0].hostPath",
+        "containers[0].securityContext.privileged",
+        "baseline",
+    ] {
+        assert!(
+            stalled.message.contains(expected),
+            "{expected} missing from: {}",
+            stalled.message
+        );
+    }
+    let warnings = env.events(&name, "JobNotPermitted").await?;
+    assert!(!warnings.is_empty(), "a Warning Event says why");
+    // Nothing was created or changed: no Job of the release, the Deployments as they were.
+    let jobs = Api::<Job>::namespaced(env.client.clone(), &env.ns)
+        .list(&ListParams::default().labels(LABEL_RELEASE))
+        .await?;
+    assert!(
+        jobs.items.is_empty(),
+        "no Job may exist: {:?}",
+        jobs.items
+            .iter()
+            .map(|j| &j.metadata.name)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(env.image("web-staging").await?, OLD_IMAGE);
+    assert_eq!(env.image("web-prod").await?, OLD_IMAGE);
+
+    // The author fixes the template before anything started: the release goes on.
+    let fixed = json!({"spec": {"stages": [
+        release.spec.stages[0].clone(),
+        release.spec.stages[1].clone(),
+    ]}});
+    let mut fixed = fixed;
+    fixed["spec"]["stages"][0]["smokeTest"]["template"]["spec"]["template"]["spec"] = json!({
+        "restartPolicy": "Never",
+        "containers": [{"name": "smoke", "image": "busybox"}]
+    });
+    env.releases
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&fixed))
+        .await?;
+    env.wait_status(&name, "no longer Stalled", |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "False")
+    })
+    .await?;
+    Ok(())
+}
