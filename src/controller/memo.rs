@@ -263,21 +263,24 @@ impl WrittenVersions {
 
 /// Jobs found under a name relman was about to use, made for another Release object (or by
 /// someone else), by the uid of the Release that met them: the observe step shows them to the
-/// planner, which never counts them and moves the stage to the next attempt's names.
+/// planner, which never counts them and moves the stage to the next attempt's names. Bounded:
+/// a Release's entry goes when the Release does, or after two hours untouched (by then the
+/// next attempt's names are in the Release's status).
 #[derive(Debug, Default)]
-pub struct TakenJobs(Mutex<std::collections::HashMap<String, Vec<crate::plan::ObservedJob>>>);
+pub struct TakenJobs(Mutex<Expiring<Vec<crate::plan::ObservedJob>>>);
 
 impl TakenJobs {
     /// Remembers that `job` (namespace, name, its release uid label) blocks `release`.
     pub fn taken(&self, release: &str, job: crate::plan::ObservedJob) {
         if let Ok(mut taken) = self.0.lock() {
-            let jobs = taken.entry(release.to_owned()).or_default();
+            let mut jobs = taken.get(release).cloned().unwrap_or_default();
             if !jobs
                 .iter()
                 .any(|j| j.namespace == job.namespace && j.name == job.name)
             {
                 jobs.push(job);
             }
+            taken.insert(release.to_owned(), jobs, Instant::now());
         }
     }
 
@@ -289,22 +292,36 @@ impl TakenJobs {
             .and_then(|t| t.get(release).cloned())
             .unwrap_or_default()
     }
+
+    /// `release` is gone: forget what blocked it.
+    pub fn forget(&self, release: &str) {
+        if let Ok(mut taken) = self.0.lock() {
+            taken.remove(release);
+        }
+    }
+
+    /// How many Releases have an entry.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|t| t.entries.len()).unwrap_or_default()
+    }
 }
 
 /// The API server's last refusal (403) of an action relman took for a Release, by the
-/// Release's uid, until an action for it succeeds.
+/// Release's uid, until an action for it succeeds. Bounded like [`TakenJobs`]: the entry goes
+/// with the Release, or after two hours without a refusal (the release retries every minute
+/// while refused, which keeps its entry).
 #[derive(Debug, Default)]
-pub struct Denials(Mutex<std::collections::HashMap<String, String>>);
+pub struct Denials(Mutex<Expiring<String>>);
 
 impl Denials {
     /// Remembers `message` for `release`; whether it is new (the release has not been
     /// stalled with it yet).
     pub fn denied(&self, release: &str, message: &str) -> bool {
         self.0.lock().is_ok_and(|mut denials| {
-            denials
-                .insert(release.to_owned(), message.to_owned())
-                .as_deref()
-                != Some(message)
+            let new = denials.get(release).map(String::as_str) != Some(message);
+            denials.insert(release.to_owned(), message.to_owned(), Instant::now());
+            new
         })
     }
 
@@ -313,17 +330,53 @@ impl Denials {
         self.0.lock().ok().and_then(|d| d.get(release).cloned())
     }
 
-    /// An action for `release` went through: nothing is refused any more.
+    /// An action for `release` went through, or the Release is gone: nothing is refused any
+    /// more.
     pub fn allowed(&self, release: &str) {
         if let Ok(mut denials) = self.0.lock() {
             denials.remove(release);
         }
+    }
+
+    /// How many Releases have an entry.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|d| d.entries.len()).unwrap_or_default()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denials_and_taken_jobs_go_with_their_release() {
+        let denials = Denials::default();
+        assert!(denials.denied("uid-1", "forbidden"));
+        assert!(
+            !denials.denied("uid-1", "forbidden"),
+            "the same refusal is not new"
+        );
+        assert!(denials.denied("uid-2", "forbidden"));
+        denials.allowed("uid-1");
+        assert_eq!(denials.get("uid-1"), None);
+        assert_eq!(denials.len(), 1);
+
+        let taken = TakenJobs::default();
+        let job = crate::plan::ObservedJob {
+            namespace: "shop".into(),
+            name: "web-1-0-0-staging-smoke-1".into(),
+            state: crate::plan::JobState::Succeeded,
+            pod_problems: Vec::new(),
+            release_uid: Some("other".into()),
+        };
+        taken.taken("uid-1", job.clone());
+        taken.taken("uid-1", job);
+        assert_eq!(taken.of("uid-1").len(), 1, "one entry per Job");
+        taken.forget("uid-1");
+        assert!(taken.of("uid-1").is_empty());
+        assert_eq!(taken.len(), 0);
+    }
 
     #[test]
     fn notes_are_trusted_only_with_the_same_content() {

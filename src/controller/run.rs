@@ -64,6 +64,7 @@ pub async fn run(
     let store = writer.as_reader();
     let (sharing, shared) = futures::channel::mpsc::unbounded();
     let sharing_store = store.clone();
+    let gone = ctx.clone();
     let release_events = reflector(
         writer,
         k8s::watch::watch(releases, watcher::Config::default().any_semantic())
@@ -82,6 +83,12 @@ pub async fn run(
             for other in releases_sharing_a_deployment(&sharing_store.state(), changed) {
                 let _ = sharing.unbounded_send(other);
             }
+        }
+        // What was remembered for a Release goes with it.
+        if let Ok(watcher::Event::Delete(deleted)) = event {
+            let uid = deleted.uid().unwrap_or_default();
+            gone.memos.denials.allowed(&uid);
+            gone.memos.taken_jobs.forget(&uid);
         }
     })
     .applied_objects()
