@@ -18,7 +18,7 @@ use crate::leader::{self, DEFAULT_LEASE_NAME, LeaderElectionConfig, LeaderError}
 #[command(name = "relman", version)]
 pub struct Settings {
     /// Where the HTTP server (metrics, probes, calendar feed) listens.
-    #[arg(long, env = "RELMAN_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "RELMAN_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = http_addr)]
     pub http_addr: SocketAddr,
 
     /// Serve only the Releases of this namespace (and watch only its Jobs, Deployments and
@@ -167,9 +167,25 @@ impl Settings {
     }
 }
 
-/// A value that may be empty (then [`Settings::normalized`] reads it as unset).
+/// A value that may be empty (then [`Settings::normalized`] reads it as unset); only
+/// whitespace is a mistake, not a way to widen relman's scope.
 fn optional(text: &str) -> Result<String, String> {
+    if !text.is_empty() && text.trim().is_empty() {
+        return Err("is only whitespace: unset it or give a value".to_owned());
+    }
     Ok(text.trim().to_owned())
+}
+
+/// A socket address; empty is the default.
+fn http_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let text = if text.is_empty() {
+        "0.0.0.0:8080"
+    } else {
+        text
+    };
+    text.parse()
+        .map_err(|e| format!("RELMAN_HTTP_ADDR must be a socket address such as 0.0.0.0:8080: {e}"))
 }
 
 /// The Lease name, or the default when empty.
@@ -201,13 +217,13 @@ fn concurrency(text: &str) -> Result<u16, String> {
         .ok_or_else(|| "RELMAN_CONCURRENCY must be a whole number from 1 to 1000".to_owned())
 }
 
-/// text or json, in any case; empty is text.
+/// json, in any case, is JSON; anything else is text, as it always was.
 fn log_format(text: &str) -> Result<LogFormat, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "" | "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        _ => Err("RELMAN_LOG_FORMAT must be text or json".to_owned()),
-    }
+    Ok(if text.trim().eq_ignore_ascii_case("json") {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    })
 }
 
 /// true/false, 1/0, yes/no, on/off, in any case; empty means on.
@@ -237,9 +253,13 @@ fn timing(variable: &'static str) -> impl Fn(&str) -> Result<Timing, String> + C
 mod tests {
     use super::*;
 
+    /// The settings from `args` alone: the environment of whoever runs the tests is ignored.
     fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
-        Settings::try_parse_from(std::iter::once("relman").chain(args.iter().copied()))
-            .map(Settings::normalized)
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Settings::command().mut_args(|arg| arg.env(None::<&'static str>));
+        let matches =
+            command.try_get_matches_from(std::iter::once("relman").chain(args.iter().copied()))?;
+        Settings::from_arg_matches(&matches).map(Settings::normalized)
     }
 
     #[test]
@@ -312,7 +332,15 @@ mod tests {
         assert!(parse(&["--concurrency=1001"]).is_err());
         assert!(parse(&["--leader-election=maybe"]).is_err());
         assert!(parse(&["--http-addr=8080"]).is_err());
-        assert!(parse(&["--log-format=xml"]).is_err());
+        assert!(
+            parse(&["--namespace=  "]).is_err(),
+            "whitespace never means every namespace"
+        );
+        // Any log format but json is text, as it always was.
+        assert_eq!(
+            parse(&["--log-format=pretty"]).unwrap().log_format,
+            LogFormat::Text
+        );
     }
 
     #[test]
@@ -344,8 +372,10 @@ mod tests {
             "--leader-election-lease=",
             "--leader-election-renew-period=",
             "--pod-namespace=",
+            "--http-addr=",
         ])
         .unwrap();
+        assert_eq!(settings.http_addr, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(settings.namespace, None);
         assert_eq!(settings.calendar_selector, None);
         assert_eq!(settings.log, None);

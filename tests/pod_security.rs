@@ -93,6 +93,31 @@ fn cases() -> Vec<(&'static str, Value)> {
             json!({"hostUsers": false, "containers": container(json!({"procMount": "Unmasked"}))}),
         ),
         (
+            "probe to another host",
+            json!({"containers": [{"name": "s", "image": "s:1",
+                "livenessProbe": {"httpGet": {"host": "169.254.169.254", "port": 80, "path": "/"}}}]}),
+        ),
+        (
+            "hook to another host",
+            json!({"containers": [{"name": "s", "image": "s:1",
+                "lifecycle": {"postStart": {"tcpSocket": {"host": "10.0.0.1", "port": 80}}}}]}),
+        ),
+        (
+            "newer safe sysctls",
+            json!({"securityContext": {"sysctls": [
+                {"name": "net.ipv4.tcp_rmem", "value": "4096 87380 6291456"},
+                {"name": "net.ipv4.tcp_wmem", "value": "4096 16384 4194304"}
+            ]}}),
+        ),
+        (
+            "AppArmor annotation unconfined",
+            json!({ANNOTATIONS: {"container.apparmor.security.beta.kubernetes.io/s": "unconfined"}}),
+        ),
+        (
+            "AppArmor annotation runtime/default",
+            json!({ANNOTATIONS: {"container.apparmor.security.beta.kubernetes.io/s": "runtime/default"}}),
+        ),
+        (
             "unconfined AppArmor",
             json!({"containers": container(json!({"appArmorProfile": {"type": "Unconfined"}}))}),
         ),
@@ -106,8 +131,27 @@ fn cases() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The cases the baseline level allows; every other case is refused.
+const ALLOWED: &[&str] = &[
+    "plain",
+    "restricted",
+    "allowed capability",
+    "safe sysctl",
+    "container_t",
+    "emptyDir",
+    "newer safe sysctls",
+    "AppArmor annotation runtime/default",
+    "unmasked /proc in a user namespace",
+];
+
+/// The key under which a case carries its pod annotations (taken out of the spec).
+const ANNOTATIONS: &str = "__annotations";
+
 fn pod_spec(spec: &Value) -> Value {
     let mut spec = spec.clone();
+    if let Some(object) = spec.as_object_mut() {
+        object.remove(ANNOTATIONS);
+    }
     if spec.get("containers").is_none() {
         spec["containers"] = json!([{"name": "s", "image": "s:1"}]);
     }
@@ -133,9 +177,13 @@ async fn relman_refuses_exactly_what_pod_security_baseline_refuses() -> anyhow::
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut disagreements = Vec::new();
     for (name, spec) in cases() {
+        let annotations = spec.get(ANNOTATIONS).cloned().unwrap_or(json!({}));
         let spec = pod_spec(&spec);
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": format!("case-{}", name.replace([' ', '/', '_'], "-").to_lowercase())},
+            "metadata": {
+                "name": format!("case-{}", name.replace([' ', '/', '_'], "-").to_lowercase()),
+                "annotations": annotations.clone()
+            },
             "spec": spec.clone()
         }))?;
         let admitted = match pods
@@ -157,7 +205,16 @@ async fn relman_refuses_exactly_what_pod_security_baseline_refuses() -> anyhow::
             Err(other) => anyhow::bail!("case {name}: unexpected answer {other}"),
         };
         let typed: PodSpec = serde_json::from_value(spec)?;
-        let found = violations(&typed, None);
+        let annotations: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(annotations)?;
+        let found = violations(&typed, Some(&annotations));
+        // Both must also say what the case is named for: the comparison cannot pass by both
+        // sides seeing nothing.
+        if admitted != ALLOWED.contains(&name) {
+            disagreements.push(format!(
+                "{name}: API server admitted={admitted}, expected the opposite"
+            ));
+        }
         if admitted != found.is_empty() {
             disagreements.push(format!(
                 "{name}: API server admitted={admitted}, relman found {found:?}"

@@ -3,7 +3,8 @@
 //! would expect of a Release's author, who may not create pods at all: the Pod Security
 //! Standards' **baseline** level (no host namespaces, host paths, host ports, privileged or
 //! extra-capability containers, unconfined seccomp or AppArmor, custom SELinux users or roles,
-//! unmasked /proc outside a user namespace, unsafe sysctls, Windows host processes) and the
+//! unmasked /proc outside a user namespace, unsafe sysctls, Windows host processes, probes or
+//! hooks that name another host) and the
 //! namespace's `default` ServiceAccount. The rules are Kubernetes' own (`k8s.io/pod-security-admission`, policy
 //! version latest); `tests/pod_security.rs` checks each case against the API server's Pod
 //! Security admission. Pure: a template in, the violations out.
@@ -42,6 +43,10 @@ const SAFE_SYSCTLS: &[&str] = &[
     "net.ipv4.tcp_fin_timeout",
     "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+    "net.ipv4.tcp_slow_start_after_idle",
+    "net.ipv4.tcp_notsent_lowat",
 ];
 
 /// The SELinux types the baseline level allows (besides none).
@@ -93,17 +98,23 @@ pub fn violations(
             bad(field.into(), "host namespaces are not allowed; remove it");
         }
     }
-    let account = pod
-        .service_account_name
-        .as_deref()
-        .or(pod.service_account.as_deref());
-    if let Some(account) = account.filter(|a| !a.is_empty() && *a != JOB_SERVICE_ACCOUNT) {
-        bad(
-            "serviceAccountName".into(),
-            &format!(
-                "Jobs run as the namespace's {JOB_SERVICE_ACCOUNT} ServiceAccount, not {account}; remove it"
-            ),
-        );
+    // Both fields: the API server uses the deprecated serviceAccount when serviceAccountName
+    // is empty.
+    for (value, field) in [
+        (&pod.service_account_name, "serviceAccountName"),
+        (&pod.service_account, "serviceAccount"),
+    ] {
+        if let Some(account) = value
+            .as_deref()
+            .filter(|a| !a.is_empty() && *a != JOB_SERVICE_ACCOUNT)
+        {
+            bad(
+                field.into(),
+                &format!(
+                    "Jobs run as the namespace's {JOB_SERVICE_ACCOUNT} ServiceAccount, not {account}; remove it"
+                ),
+            );
+        }
     }
     for (index, volume) in pod.volumes.iter().flatten().enumerate() {
         if volume.host_path.is_some() {
@@ -118,7 +129,7 @@ pub fn violations(
     }
     for (annotation, value) in annotations.into_iter().flatten() {
         if annotation.starts_with("container.apparmor.security.beta.kubernetes.io/")
-            && !(value == "runtime/default" || value.starts_with("localhost/"))
+            && !(value.is_empty() || value == "runtime/default" || value.starts_with("localhost/"))
         {
             bad(
                 format!("metadata.annotations[{annotation}]"),
@@ -149,6 +160,7 @@ pub fn violations(
             if let Some(context) = &container.security_context {
                 container_context(&at, context, user_namespace, &mut bad);
             }
+            handler_hosts(&at, container, &mut bad);
         }
     }
     for (index, container) in pod.ephemeral_containers.iter().flatten().enumerate() {
@@ -204,6 +216,58 @@ fn container_context(
             format!("{at}.procMount"),
             "only the Default /proc mount is allowed (Unmasked needs hostUsers: false)",
         );
+    }
+}
+
+/// Probes and lifecycle hooks may not reach another host (`httpGet.host`, `tcpSocket.host`).
+fn handler_hosts(at: &str, container: &Container, bad: &mut impl FnMut(String, &str)) {
+    let probes = [
+        ("livenessProbe", container.liveness_probe.as_ref()),
+        ("readinessProbe", container.readiness_probe.as_ref()),
+        ("startupProbe", container.startup_probe.as_ref()),
+    ];
+    let mut hosts: Vec<(String, Option<&String>)> = Vec::new();
+    for (name, probe) in probes {
+        if let Some(probe) = probe {
+            hosts.push((
+                format!("{name}.httpGet.host"),
+                probe.http_get.as_ref().and_then(|h| h.host.as_ref()),
+            ));
+            hosts.push((
+                format!("{name}.tcpSocket.host"),
+                probe.tcp_socket.as_ref().and_then(|t| t.host.as_ref()),
+            ));
+        }
+    }
+    let lifecycle = container.lifecycle.as_ref();
+    for (name, handler) in [
+        (
+            "lifecycle.postStart",
+            lifecycle.and_then(|l| l.post_start.as_ref()),
+        ),
+        (
+            "lifecycle.preStop",
+            lifecycle.and_then(|l| l.pre_stop.as_ref()),
+        ),
+    ] {
+        if let Some(handler) = handler {
+            hosts.push((
+                format!("{name}.httpGet.host"),
+                handler.http_get.as_ref().and_then(|h| h.host.as_ref()),
+            ));
+            hosts.push((
+                format!("{name}.tcpSocket.host"),
+                handler.tcp_socket.as_ref().and_then(|t| t.host.as_ref()),
+            ));
+        }
+    }
+    for (field, host) in hosts {
+        if host.is_some_and(|h| !h.is_empty()) {
+            bad(
+                format!("{at}.{field}"),
+                "probes and hooks may not name a host; remove it",
+            );
+        }
     }
 }
 
@@ -337,7 +401,21 @@ mod tests {
         let cases = [
             (json!({"hostNetwork": true}), "hostNetwork"),
             (json!({"hostIPC": true}), "hostIPC"),
-            (json!({"serviceAccount": "admin"}), "serviceAccountName"),
+            (json!({"serviceAccount": "admin"}), "serviceAccount"),
+            (
+                json!({"serviceAccountName": "", "serviceAccount": "admin"}),
+                "serviceAccount",
+            ),
+            (
+                json!({"containers": [{"name": "s", "image": "s",
+                    "readinessProbe": {"httpGet": {"host": "10.0.0.1", "port": 80}}}]}),
+                "containers[0].readinessProbe.httpGet.host",
+            ),
+            (
+                json!({"containers": [{"name": "s", "image": "s",
+                    "lifecycle": {"preStop": {"tcpSocket": {"host": "metadata", "port": 80}}}}]}),
+                "containers[0].lifecycle.preStop.tcpSocket.host",
+            ),
             (
                 json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}),
                 "securityContext.seccompProfile.type",

@@ -64,6 +64,11 @@ impl<'a> Planner<'a> {
             });
         };
         let Some(job) = self.observed.job(&namespace, &name) else {
+            // Checked again for the one Job about to be created: a template edited in after
+            // the start (without the release freeze) is refused too, and nothing is created.
+            if let Some(refused) = self.template_refusal(index, stage, kind, check) {
+                return Check::Waiting(refused);
+            }
             set_result(self, JobStatus::RUNNING, None);
             let mut job = build_job(
                 &self.observed.release,

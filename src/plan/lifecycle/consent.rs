@@ -3,9 +3,10 @@
 
 use crate::api::labels::ANNOTATION_ACCEPT_RELEASES_FROM;
 use crate::api::reason::Reason;
-use crate::api::release::{Stage, StagePhase};
+use crate::api::release::{JobCheck, Stage, StagePhase};
 use crate::api::time::add;
 use crate::plan::action::Action;
+use crate::plan::action::JobKind;
 use crate::plan::observed::NamespaceConsent;
 
 use crate::plan::pod_security::{JOB_SERVICE_ACCOUNT, violations};
@@ -136,65 +137,75 @@ impl<'a> Planner<'a> {
         )
     }
 
-    /// The first Job template of a stage still to run that asks for more than a Release may
-    /// (see [`crate::plan::pod_security`]): the release stalls before that Job exists, and
-    /// before anything changes when it is found before the first stage. Checked on every plan,
-    /// so a template edited in after the start is refused too.
+    /// Before the first stage starts: the first Job template of any stage that asks for more
+    /// than a Release may (see [`crate::plan::pod_security`]). The release stalls before
+    /// anything changes. After the start each Job is checked as it is about to be created
+    /// ([`Planner::template_refusal`]), so a refusal never stops the watch over a running stage.
     pub(super) fn job_template_refusal(&self) -> Option<Outcome> {
-        let spec = self.spec;
-        for (index, stage) in spec.stages.iter().enumerate() {
-            if matches!(
-                self.stage_phase(index),
-                StagePhase::Verified | StagePhase::Failed | StagePhase::RolledBack
-            ) {
-                continue;
-            }
-            for (check, field) in [(&stage.backup, "backup"), (&stage.smoke_test, "smokeTest")] {
-                let Some(check) = check else {
-                    continue;
-                };
-                let template = check.template.get();
-                let Some(pod) = template.spec.as_ref().map(|s| &s.template) else {
-                    continue;
-                };
-                let Some(pod_spec) = pod.spec.as_ref() else {
-                    continue;
-                };
-                let annotations = pod.metadata.as_ref().and_then(|m| m.annotations.as_ref());
-                let found = violations(pod_spec, annotations);
-                let Some(first) = found.first() else {
-                    continue;
-                };
-                let more = match found.len() {
-                    1 => String::new(),
-                    n => format!(
-                        " ({} more: {})",
-                        n - 1,
-                        found[1..]
-                            .iter()
-                            .map(|v| v.field.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
-                let prefix = if first.field.starts_with("metadata.") {
-                    format!("spec.stages[{index}].{field}.template.spec.template.")
-                } else {
-                    format!("spec.stages[{index}].{field}.template.spec.template.spec.")
-                };
-                return Some(Outcome::new(
-                    OutcomeKind::Stalled,
-                    Some(&stage.name),
-                    Reason::JobNotPermitted.as_str(),
-                    format!(
-                        "{prefix}{}: {}{more}. relman creates Jobs with its own identity, so a \
-                         Release's Jobs must meet the Pod Security baseline level and run as the \
-                         namespace's {JOB_SERVICE_ACCOUNT} ServiceAccount; nothing was created",
-                        first.field, first.message
-                    ),
-                ));
-            }
+        if self.stage_phase(0) != StagePhase::Pending {
+            return None;
         }
-        None
+        let spec = self.spec;
+        spec.stages.iter().enumerate().find_map(|(index, stage)| {
+            [
+                (JobKind::Backup, &stage.backup),
+                (JobKind::SmokeTest, &stage.smoke_test),
+            ]
+            .into_iter()
+            .find_map(|(kind, check)| {
+                check
+                    .as_ref()
+                    .and_then(|check| self.template_refusal(index, stage, kind, check))
+            })
+        })
+    }
+
+    /// Why the Job template `check` of stage `index` may not run, as a Stalled outcome naming
+    /// the first field at fault; `None` when it may.
+    pub(super) fn template_refusal(
+        &self,
+        index: usize,
+        stage: &Stage,
+        kind: JobKind,
+        check: &JobCheck,
+    ) -> Option<Outcome> {
+        let field = match kind {
+            JobKind::Backup => "backup",
+            JobKind::SmokeTest => "smokeTest",
+        };
+        let template = check.template.get();
+        let pod = template.spec.as_ref().map(|s| &s.template)?;
+        let pod_spec = pod.spec.as_ref()?;
+        let annotations = pod.metadata.as_ref().and_then(|m| m.annotations.as_ref());
+        let found = violations(pod_spec, annotations);
+        let first = found.first()?;
+        let more = match found.len() {
+            1 => String::new(),
+            n => format!(
+                " ({} more: {})",
+                n - 1,
+                found[1..]
+                    .iter()
+                    .map(|v| v.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let prefix = if first.field.starts_with("metadata.") {
+            format!("spec.stages[{index}].{field}.template.spec.template.")
+        } else {
+            format!("spec.stages[{index}].{field}.template.spec.template.spec.")
+        };
+        Some(Outcome::new(
+            OutcomeKind::Stalled,
+            Some(&stage.name),
+            Reason::JobNotPermitted.as_str(),
+            format!(
+                "{prefix}{}: {}{more}. relman creates Jobs with its own identity, so a \
+                 Release's Jobs must meet the Pod Security baseline level and run as the \
+                 namespace's {JOB_SERVICE_ACCOUNT} ServiceAccount; the Job was not created",
+                first.field, first.message
+            ),
+        ))
     }
 }

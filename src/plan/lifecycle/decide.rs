@@ -99,6 +99,7 @@ impl<'a> Planner<'a> {
             );
         }
         if let Some(refused) = self.job_template_refusal() {
+            // Before the first stage: nothing has changed yet.
             return refused;
         }
         if let Some(forbidden) = &self.observed.gates.forbidden
