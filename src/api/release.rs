@@ -679,6 +679,11 @@ pub struct DeploymentStatus {
     /// changed it since this release rolled it out. relman never overwrites either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_alone: Option<String>,
+    /// Replicas available when the stage's bake time began. During the bake the stage fails
+    /// only when fewer are available than this (or than desired, when that is fewer): an
+    /// autoscaler adding replicas that are still starting is not a failure; losing one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_at_bake_start: Option<i32>,
 }
 
 /// A Job relman ran.

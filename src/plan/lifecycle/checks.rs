@@ -337,6 +337,7 @@ impl<'a> Planner<'a> {
                     rolled_out_revision: None,
                     restored_revision: None,
                     left_alone: None,
+                    available_at_bake_start: None,
                     ..earlier.clone()
                 },
                 None => DeploymentStatus {
@@ -348,6 +349,7 @@ impl<'a> Planner<'a> {
                     restored_revision: None,
                     known_good_driver: observed.driven_by.clone().filter(|d| *d != self.me),
                     left_alone: None,
+                    available_at_bake_start: None,
                 },
             });
         }
@@ -443,6 +445,15 @@ impl<'a> Planner<'a> {
             Some(at) => from_k8s_time(at),
             None => {
                 self.status.stages[index].bake_started_at = Some(to_k8s_time(self.now));
+                // What "healthy" means for the bake: the replicas available now.
+                let namespace = self.stage_namespace(stage);
+                for entry in &mut self.status.stages[index].deployments {
+                    if entry.namespace == namespace
+                        && let Some(observed) = self.observed.deployment(&namespace, &entry.name)
+                    {
+                        entry.available_at_bake_start = Some(observed.available_replicas);
+                    }
+                }
                 self.record(
                     EventType::Normal,
                     Reason::BakeStarted.as_str(),
@@ -461,12 +472,25 @@ impl<'a> Planner<'a> {
             let Some(observed) = self.observed.deployment(&namespace, &deployment.0) else {
                 continue;
             };
-            if observed.available_replicas < observed.desired_replicas {
+            // Fewer available than when the bake began (or than desired, if that is fewer):
+            // a replica was lost. More desired than available alone is a scale-up under way.
+            let baseline = self.status.stages[index]
+                .deployments
+                .iter()
+                .find(|d| d.namespace == namespace && d.name == deployment.0)
+                .and_then(|d| d.available_at_bake_start)
+                .unwrap_or(observed.desired_replicas);
+            let needed = baseline.min(observed.desired_replicas);
+            if observed.available_replicas < needed {
                 return Check::Failed(failure(
                     Reason::BakeFailed.as_str(),
                     format!(
-                        "during its bake time, {namespace}/{} has {} of {} replicas available",
-                        deployment.0, observed.available_replicas, observed.desired_replicas
+                        "during its bake time, {namespace}/{} has {} of {} replicas available \
+                         ({} were when the bake began)",
+                        deployment.0,
+                        observed.available_replicas,
+                        observed.desired_replicas,
+                        baseline
                     ),
                 ));
             }

@@ -450,6 +450,31 @@ fn a_stage_bakes_before_it_is_verified() {
 }
 
 #[test]
+fn an_autoscaler_adding_replicas_while_baking_is_no_failure() {
+    let mut world = baking("10m");
+    assert_eq!(
+        world.status().stages[0].deployments[0].available_at_bake_start,
+        Some(2),
+        "the bake remembers what was available when it began"
+    );
+    world.advance(120);
+    // An autoscaler doubles the worker: two new replicas are still starting.
+    let d = world.deployment_mut(STAGING_NS, WORKER);
+    d.desired_replicas = 4;
+    d.replicas = 4;
+    d.updated_replicas = 4;
+    d.available_replicas = 2;
+    d.unavailable_replicas = 2;
+    world.run_until_waiting();
+    assert_condition(&world, "Reconciling", "True", "Baking");
+    assert!(world.status().stages[0].failure.is_none());
+
+    world.advance(600);
+    world.run_until_waiting();
+    assert_eq!(stage_phase(&world, 0), StagePhase::Verified);
+}
+
+#[test]
 fn a_deployment_that_loses_a_replica_while_baking_is_reverted() {
     let mut world = baking("10m");
     world.advance(120);
@@ -462,9 +487,9 @@ fn a_deployment_that_loses_a_replica_while_baking_is_reverted() {
     let failure = world.status().stages[0].failure.clone().unwrap();
     assert_eq!(failure.reason, "BakeFailed");
     assert!(
-        failure
-            .message
-            .contains("stg/checkout-worker has 1 of 2 replicas available"),
+        failure.message.contains(
+            "stg/checkout-worker has 1 of 2 replicas available (2 were when the bake began)"
+        ),
         "{}",
         failure.message
     );
