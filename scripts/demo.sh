@@ -46,7 +46,7 @@ done
 "$kubectl" version 2>/dev/null | sed 's/^/    /'
 
 step "Starting relman (logs: $demo_dir/relman.log)"
-RELMAN_HTTP_ADDR=127.0.0.1:0 RELMAN_LOG=info target/debug/relman >"$demo_dir/relman.log" 2>&1 &
+RELMAN_HTTP_ADDR=127.0.0.1:0 RELMAN_PROBE_ADDR=127.0.0.1:0 RELMAN_LOG=info target/debug/relman >"$demo_dir/relman.log" 2>&1 &
 pids+=($!)
 
 step "Creating the checkout application: staging and production, both on 1.0.0"

@@ -1,5 +1,11 @@
 //! The controller's HTTP endpoints:
 //!
+//! Two listeners, each with its own connection slots, so a flood of one cannot starve the
+//! other: the probe port serves only `/healthz` and `/readyz` (what the kubelet asks), the
+//! main port everything. Every connection must send its request headers within
+//! [`Limits::header_read_timeout`], lives at most [`Limits::connection_lifetime`], and a
+//! connection over [`Limits::max_connections`] is closed at once.
+//!
 //! - `/healthz`: the process is alive.
 //! - `/readyz`: the Release controller's and the calendar controller's watches have listed
 //!   their objects once (503 with what it waits for until then). A standby replica is ready
@@ -74,9 +80,78 @@ pub async fn serve_on(
     state: impl Into<HttpState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_router(listener, router(state), Limits::default(), shutdown).await
+}
+
+/// What one listener allows its clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a connection may take to send a request's headers (slow clients are closed).
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open at all, keep-alive included.
+    pub connection_lifetime: Duration,
+    /// How many connections are served at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// 10 s for headers, 60 s a connection, 64 connections: Prometheus scrapes, the kubelet
+    /// and a few calendar apps need a handful.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            connection_lifetime: Duration::from_secs(60),
+            max_connections: 64,
+        }
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    tracing::debug!(error = %e, "could not accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over the cap: closed at once, holding nothing.
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(limits.connection_lifetime, connection).await;
+            drop(slot);
+        });
+    }
+}
+
+/// The probe port's routes: `/healthz` and `/readyz` only.
+pub fn probe_router(state: impl Into<HttpState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state.into())
 }
 
 /// The routes, separate from the listener so tests can call them directly.

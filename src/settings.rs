@@ -21,6 +21,11 @@ pub struct Settings {
     #[arg(long, env = "RELMAN_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = http_addr)]
     pub http_addr: SocketAddr,
 
+    /// Where the probe port (only /healthz and /readyz, for the kubelet) listens, apart from
+    /// the main port so a flood of scrapes or feed requests cannot fail the probes.
+    #[arg(long, env = "RELMAN_PROBE_ADDR", default_value = "0.0.0.0:8081", value_parser = probe_addr)]
+    pub probe_addr: SocketAddr,
+
     /// Serve only the Releases of this namespace (and watch only its Jobs, Deployments and
     /// approvals); empty or unset serves every namespace.
     #[arg(long, env = "RELMAN_NAMESPACE", value_parser = optional)]
@@ -174,6 +179,19 @@ fn optional(text: &str) -> Result<String, String> {
         return Err("is only whitespace: unset it or give a value".to_owned());
     }
     Ok(text.trim().to_owned())
+}
+
+/// The probe port's socket address; empty is the default.
+fn probe_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let text = if text.is_empty() {
+        "0.0.0.0:8081"
+    } else {
+        text
+    };
+    text.parse().map_err(|e| {
+        format!("RELMAN_PROBE_ADDR must be a socket address such as 0.0.0.0:8081: {e}")
+    })
 }
 
 /// A socket address; empty is the default.

@@ -294,6 +294,7 @@ impl Relman {
             .env("KUBECONFIG", cp.kubeconfig_path())
             .env("RELMAN_LEADER_ELECTION", "false")
             .env("RELMAN_HTTP_ADDR", "127.0.0.1:0")
+            .env("RELMAN_PROBE_ADDR", "127.0.0.1:0")
             .env("POD_NAME", "relman-hostile")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))

@@ -55,6 +55,7 @@ impl Relman {
             .env("KUBECONFIG", kubeconfig)
             .env("RELMAN_LEADER_ELECTION", "false")
             .env("RELMAN_HTTP_ADDR", addr.to_string())
+            .env("RELMAN_PROBE_ADDR", "127.0.0.1:0")
             .env("RELMAN_LOG", "warn")
             .env_remove("RELMAN_NAMESPACE")
             .stdin(Stdio::null())

@@ -65,6 +65,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = lease_freed.await;
         }))
     });
+    // Bound before anything starts: a port that is taken stops relman with the reason
+    // instead of leaving the kubelet's probes unanswered.
+    let probe_listener = tokio::net::TcpListener::bind(settings.probe_addr)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} (RELMAN_PROBE_ADDR): {e}",
+                settings.probe_addr
+            )
+        })?;
+    let probes = tokio::spawn(http::serve_router(
+        probe_listener,
+        http::probe_router(http_state.clone()),
+        http::Limits::default(),
+        wait_for_stop(),
+    ));
     let server = tokio::spawn(http::serve(addr, http_state, wait_for_stop()));
     let signal = tokio::spawn(async move {
         http::shutdown_signal().await;
@@ -80,6 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     signal.abort();
     server.abort();
+    probes.abort();
     releases?;
     calendars?;
     tracing::info!("relman stopped");

@@ -40,6 +40,7 @@ impl Relman {
             .env("KUBECONFIG", cp.kubeconfig_path())
             .env("RELMAN_NAMESPACE", namespace)
             .env("RELMAN_HTTP_ADDR", "127.0.0.1:0")
+            .env("RELMAN_PROBE_ADDR", "127.0.0.1:0")
             .env(
                 "RELMAN_LOG",
                 std::env::var("RELMAN_CHAOS_LOG").unwrap_or_else(|_| "info".to_owned()),

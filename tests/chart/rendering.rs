@@ -159,12 +159,18 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
     assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
     assert_eq!(
         container["ports"],
-        json!([{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}])
+        json!([
+            {"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "probes", "containerPort": 8081, "protocol": "TCP"}
+        ])
     );
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     for probe in ["livenessProbe", "readinessProbe"] {
-        assert_eq!(container[probe]["httpGet"]["port"], "http-metrics");
+        assert_eq!(
+            container[probe]["httpGet"]["port"], "probes",
+            "the probes have a port of their own"
+        );
     }
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert!(container["resources"]["limits"]["memory"].is_string());
