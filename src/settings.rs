@@ -18,12 +18,12 @@ use crate::leader::{self, DEFAULT_LEASE_NAME, LeaderElectionConfig, LeaderError}
 #[command(name = "relman", version)]
 pub struct Settings {
     /// Where the HTTP server (metrics, probes, calendar feed) listens.
-    #[arg(long, env = "RELMAN_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = http_addr)]
+    #[arg(long, env = "RELMAN_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = socket_addr("RELMAN_HTTP_ADDR", "0.0.0.0:8080"))]
     pub http_addr: SocketAddr,
 
     /// Where the probe port (only /healthz and /readyz, for the kubelet) listens, apart from
     /// the main port so a flood of scrapes or feed requests cannot fail the probes.
-    #[arg(long, env = "RELMAN_PROBE_ADDR", default_value = "0.0.0.0:8081", value_parser = probe_addr)]
+    #[arg(long, env = "RELMAN_PROBE_ADDR", default_value = "0.0.0.0:8081", value_parser = socket_addr("RELMAN_PROBE_ADDR", "0.0.0.0:8081"))]
     pub probe_addr: SocketAddr,
 
     /// Serve only the Releases of this namespace (and watch only its Jobs, Deployments and
@@ -49,7 +49,7 @@ pub struct Settings {
 
     /// The leader Lease's name.
     #[arg(long, env = "RELMAN_LEADER_ELECTION_LEASE", default_value = DEFAULT_LEASE_NAME,
-          value_parser = non_empty_or_default_lease)]
+          value_parser = or_default(DEFAULT_LEASE_NAME))]
     pub leader_election_lease: String,
 
     /// How long others wait after the Lease last changed before they take it (default 15s).
@@ -82,7 +82,7 @@ pub struct Settings {
     pub pod_name: Option<String>,
 
     /// The namespace of the leader Lease (the chart sets it to relman's own).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default", value_parser = or_default)]
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default", value_parser = or_default("default"))]
     pub pod_namespace: String,
 
     /// The log filter, e.g. info or relman=debug,kube=info (else RUST_LOG, else info).
@@ -181,46 +181,25 @@ fn optional(text: &str) -> Result<String, String> {
     Ok(text.trim().to_owned())
 }
 
-/// The probe port's socket address; empty is the default.
-fn probe_addr(text: &str) -> Result<SocketAddr, String> {
-    let text = text.trim();
-    let text = if text.is_empty() {
-        "0.0.0.0:8081"
-    } else {
-        text
-    };
-    text.parse().map_err(|e| {
-        format!("RELMAN_PROBE_ADDR must be a socket address such as 0.0.0.0:8081: {e}")
-    })
-}
-
-/// A socket address; empty is the default.
-fn http_addr(text: &str) -> Result<SocketAddr, String> {
-    let text = text.trim();
-    let text = if text.is_empty() {
-        "0.0.0.0:8080"
-    } else {
-        text
-    };
-    text.parse()
-        .map_err(|e| format!("RELMAN_HTTP_ADDR must be a socket address such as 0.0.0.0:8080: {e}"))
-}
-
-/// The Lease name, or the default when empty.
-fn non_empty_or_default_lease(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    Ok(if text.is_empty() {
-        DEFAULT_LEASE_NAME
-    } else {
-        text
+/// A parser of socket addresses whose errors name `variable`; empty is `default`.
+fn socket_addr(
+    variable: &'static str,
+    default: &'static str,
+) -> impl Fn(&str) -> Result<SocketAddr, String> + Clone {
+    move |text: &str| {
+        let text = text.trim();
+        let text = if text.is_empty() { default } else { text };
+        text.parse()
+            .map_err(|e| format!("{variable} must be a socket address such as {default}: {e}"))
     }
-    .to_owned())
 }
 
-/// The Lease namespace, or `default` when empty.
-fn or_default(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    Ok(if text.is_empty() { "default" } else { text }.to_owned())
+/// A parser of names; empty is `default`.
+fn or_default(default: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone {
+    move |text: &str| {
+        let text = text.trim();
+        Ok(if text.is_empty() { default } else { text }.to_owned())
+    }
 }
 
 /// 1 to 1000; empty is the default.

@@ -20,7 +20,6 @@ pub use approval::{Decision, ReleaseApproval, ReleaseApprovalSpec};
 pub use calendar::{ReleaseCalendar, ReleaseCalendarSpec, ReleaseCalendarStatus};
 pub use compact::Compact;
 pub use release::{Release, ReleaseSpec, ReleaseStatus, ReleaseType};
-pub use rules::is_production_stage;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

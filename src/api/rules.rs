@@ -22,13 +22,6 @@ impl Release {
     pub fn has_started(&self) -> bool {
         self.status.as_ref().is_some_and(ReleaseStatus::has_started)
     }
-
-    /// The namespace `stage` acts in: its own, or the Release's.
-    pub fn stage_namespace(&self, stage: &Stage) -> String {
-        stage
-            .namespace_or(self.metadata.namespace.as_deref().unwrap_or_default())
-            .to_owned()
-    }
 }
 
 impl ReleaseStatus {
@@ -55,7 +48,7 @@ impl Stage {
 
 /// Whether `index` is a production stage: every stage after the first. The first stage is
 /// staging, where the release is verified before it reaches users.
-pub fn is_production_stage(index: usize) -> bool {
+fn is_production_stage(index: usize) -> bool {
     index > 0
 }
 
