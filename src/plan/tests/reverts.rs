@@ -389,6 +389,73 @@ fn a_job_relman_may_not_create_stalls_before_anything_changes() {
     assert_eq!(stage_phase(&world, 0), StagePhase::RollingOut);
 }
 
+/// A smoke-test template asking for the host's PID namespace.
+fn privileged_smoke() -> crate::api::release::JobCheck {
+    let mut template = crate::plan::sim::job_template("smoke");
+    if let Some(pod) = template
+        .spec
+        .as_mut()
+        .and_then(|spec| spec.template.spec.as_mut())
+    {
+        pod.host_pid = Some(true);
+    }
+    crate::api::release::JobCheck {
+        template: template.into(),
+        timeout: Some("10m".into()),
+    }
+}
+
+#[test]
+fn a_privileged_job_template_of_a_later_stage_stalls_before_anything_changes() {
+    let mut spec = two_stage_spec();
+    spec.stages[1].smoke_test = Some(privileged_smoke());
+    let mut world = World::new(spec);
+    let actions = world.run_until_waiting();
+    assert!(actions.is_empty(), "nothing changes: {actions:?}");
+    assert_condition(&world, "Stalled", "True", "JobNotPermitted");
+    let stalled =
+        crate::api::conditions::find_condition(&world.status().conditions, "Stalled").unwrap();
+    assert!(
+        stalled
+            .message
+            .contains("spec.stages[1].smokeTest.template.spec.template.spec.hostPID"),
+        "{}",
+        stalled.message
+    );
+}
+
+#[test]
+fn a_privileged_template_edited_in_after_the_start_is_never_created() {
+    let mut world = World::two_stages();
+    world.run_until_waiting();
+    assert_eq!(stage_phase(&world, 0), StagePhase::Verifying);
+    // Staging's smoke Job exists; production's template is edited to ask for the host.
+    world.release.spec.stages[1].smoke_test = Some(privileged_smoke());
+    world.bump_generation();
+    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
+    world.run_until_waiting();
+    // Staging went on to be verified: the later stage's template did not stop it.
+    assert_eq!(stage_phase(&world, 0), StagePhase::Verified);
+    world.decide(
+        "production",
+        "p-1",
+        crate::plan::sim::VERSION,
+        crate::api::Decision::Approved,
+    );
+    world.gates.window = Some(crate::plan::GateState::open("WindowOpen", "open"));
+    world.run_until_waiting();
+    world.finish_job(PRODUCTION_NS, "production", JobKind::Backup, true);
+    world.run_until_waiting();
+    assert_condition(&world, "Stalled", "True", "JobNotPermitted");
+    assert!(
+        !world.performed.iter().any(|a| matches!(
+            a,
+            Action::CreateJob { kind: JobKind::SmokeTest, stage, .. } if stage == "production"
+        )),
+        "production's privileged smoke-test Job is never created"
+    );
+}
+
 #[test]
 fn a_step_the_api_server_denies_stalls_and_is_tried_again_slowly() {
     let mut world = World::two_stages();
