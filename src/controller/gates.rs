@@ -26,6 +26,7 @@ use crate::error::Result;
 
 use crate::api::labels::FIELD_MANAGER;
 use crate::plan::jobs::build_job;
+use crate::plan::pod_security::template_violations;
 use crate::plan::requirements::{
     REASON_REQUIREMENTS_NOT_MET, TypeCheck, VERSION_TYPE, approval_requirement,
     built_in_requirements, check_release_type, gate_status, newest_succeeded, requirements_gate,
@@ -140,7 +141,12 @@ async fn invalid_jobs(
         ];
         for (kind, field, check) in checks {
             let Some(check) = check else { continue };
-            let job = build_job(release, &stage.name, ns, kind, 1, &check.template.get());
+            let template = check.template.get();
+            if !template_violations(&template).is_empty() {
+                // The planner refuses this template (JobNotPermitted): no request is sent for it.
+                continue;
+            }
+            let job = build_job(release, &stage.name, ns, kind, 1, &template);
             let api: Api<Job> = Api::namespaced(client.clone(), ns);
             match api.create(&params, &job).await {
                 Ok(_) => {}

@@ -9,6 +9,7 @@
 //! version latest); `tests/pod_security.rs` checks each case against the API server's Pod
 //! Security admission. Pure: a template in, the violations out.
 
+use k8s_openapi::api::batch::v1::JobTemplateSpec;
 use k8s_openapi::api::core::v1::{
     AppArmorProfile, Capabilities, Container, PodSecurityContext, PodSpec, SELinuxOptions,
     SeccompProfile, SecurityContext, WindowsSecurityContextOptions,
@@ -74,6 +75,21 @@ impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.field, self.message)
     }
+}
+
+/// The violations of a Job template's pod (spec and annotations), in field order; empty when
+/// relman may run it. Fields are relative to the pod spec, or start with `metadata.`.
+pub fn template_violations(template: &JobTemplateSpec) -> Vec<Violation> {
+    let Some(pod) = template.spec.as_ref().map(|s| &s.template) else {
+        return Vec::new();
+    };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    violations(
+        spec,
+        pod.metadata.as_ref().and_then(|m| m.annotations.as_ref()),
+    )
 }
 
 /// The violations of `pod` (with the pod template's `annotations`), in field order; empty when

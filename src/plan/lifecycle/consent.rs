@@ -9,7 +9,7 @@ use crate::plan::action::Action;
 use crate::plan::action::JobKind;
 use crate::plan::observed::NamespaceConsent;
 
-use crate::plan::pod_security::{JOB_SERVICE_ACCOUNT, violations};
+use crate::plan::pod_security::{JOB_SERVICE_ACCOUNT, template_violations};
 
 use super::planner::{
     FORBIDDEN_RECHECK, NAMESPACE_CONSENT_RECHECK, Outcome, OutcomeKind, Planner, REASON_FORBIDDEN,
@@ -173,11 +173,7 @@ impl<'a> Planner<'a> {
             JobKind::Backup => "backup",
             JobKind::SmokeTest => "smokeTest",
         };
-        let template = check.template.get();
-        let pod = template.spec.as_ref().map(|s| &s.template)?;
-        let pod_spec = pod.spec.as_ref()?;
-        let annotations = pod.metadata.as_ref().and_then(|m| m.annotations.as_ref());
-        let found = violations(pod_spec, annotations);
+        let found = template_violations(&check.template.get());
         let first = found.first()?;
         let more = match found.len() {
             1 => String::new(),
