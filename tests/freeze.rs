@@ -142,6 +142,21 @@ async fn a_started_release_cannot_be_rescoped_by_its_author() -> anyhow::Result<
         "the sign-off is still asked for"
     );
 
+    // The freeze (and the bake's baseline) read the status, which only relman writes: the
+    // developer cannot reset it to "not started" to unfreeze the spec.
+    let unstart = json!({"status": {"stages": [], "phase": "Pending"}});
+    let refused = Api::<Release>::namespaced(dave.clone(), &env.ns)
+        .patch_status(
+            "web-2-0-0",
+            &PatchParams::default(),
+            &Patch::Merge(&unstart),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(status)) if status.code == 403),
+        "a developer may not write a Release's status: {refused:?}"
+    );
+
     // What may still change.
     for patch in [
         json!({"metadata": {"annotations": {"team.example/ticket": "OPS-1"}}}),
