@@ -44,3 +44,9 @@ pub const ANNOTATION_ACCEPT_RELEASES_FROM: &str = "relman.io/accept-releases-fro
 /// The annotation that gives the time of the commit a Release ships (RFC 3339). Lead time for
 /// changes is measured from it when set, from the Release's creation otherwise.
 pub const ANNOTATION_COMMIT_TIME: &str = "relman.io/commit-time";
+
+/// The annotation that records who created a Release: the Kubernetes user name the API server
+/// authenticated on create. Only an admission policy sets it (a value sent by the client is
+/// overwritten on create, and a change is refused on update), so relman can tell a sign-off by
+/// the Release's own author from an independent one.
+pub const ANNOTATION_CREATED_BY: &str = "relman.io/created-by";

@@ -3,6 +3,7 @@
 //! production. One definition each, so the planner, the controller, the notes and the metrics
 //! never disagree.
 
+use super::labels::ANNOTATION_CREATED_BY;
 use super::release::{
     Release, ReleaseNotes, ReleasePhase, ReleaseStatus, Stage, StagePhase, StageStatus,
 };
@@ -21,6 +22,17 @@ impl Release {
     /// frozen, the requirements keep what they said and the notes are out.
     pub fn has_started(&self) -> bool {
         self.status.as_ref().is_some_and(ReleaseStatus::has_started)
+    }
+
+    /// Who created the Release, as the admission policy recorded it
+    /// ([`ANNOTATION_CREATED_BY`]); `None` when it is not recorded.
+    pub fn creator(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_CREATED_BY))
+            .map(String::as_str)
+            .filter(|c| !c.is_empty())
     }
 }
 
