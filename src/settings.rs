@@ -92,6 +92,12 @@ pub struct Settings {
     /// The log format: text, or json for one JSON object per line.
     #[arg(long, env = "RELMAN_LOG_FORMAT", default_value = "text", value_parser = log_format)]
     pub log_format: LogFormat,
+
+    /// The ReleasePolicy (namespace/name) that governs the namespaces without one of their
+    /// own; unset: the built-in default (Releases of the namespace itself only, Jobs at the
+    /// Restricted level as the `default` ServiceAccount, no extra gates).
+    #[arg(long, env = "RELMAN_DEFAULT_POLICY", value_parser = policy_ref)]
+    pub default_policy: Option<(String, String)>,
 }
 
 /// A leader election timing: `None` keeps the default.
@@ -125,6 +131,13 @@ impl Settings {
             if value.as_deref().is_some_and(str::is_empty) {
                 *value = None;
             }
+        }
+        if self
+            .default_policy
+            .as_ref()
+            .is_some_and(|(namespace, _)| namespace.is_empty())
+        {
+            self.default_policy = None;
         }
         self
     }
@@ -179,6 +192,28 @@ fn optional(text: &str) -> Result<String, String> {
         return Err("is only whitespace: unset it or give a value".to_owned());
     }
     Ok(text.trim().to_owned())
+}
+
+/// A `namespace/name` reference to a ReleasePolicy. Empty reads as unset (see
+/// [`Settings::normalized`]).
+fn policy_ref(text: &str) -> Result<(String, String), String> {
+    let text = text.trim();
+    let label = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 63
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    };
+    match text.split_once('/') {
+        Some((namespace, name)) if label(namespace) && label(name) => {
+            Ok((namespace.to_owned(), name.to_owned()))
+        }
+        _ if text.is_empty() => Ok((String::new(), String::new())),
+        _ => Err(format!(
+            "RELMAN_DEFAULT_POLICY must name a ReleasePolicy as namespace/name, e.g. relman-system/default, not {text:?}"
+        )),
+    }
 }
 
 /// A parser of socket addresses whose errors name `variable`; empty is `default`.

@@ -14,7 +14,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use relman::api::Release;
 use relman::api::labels::LABEL_RELEASE;
-use relman::plan::pod_security::violations;
+use relman::api::policy::PodSecurityLevel;
+use relman::plan::pod_security::{JobLimits, violations};
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
 use support::{Env, OLD_IMAGE, condition, web};
@@ -122,6 +123,50 @@ fn cases() -> Vec<(&'static str, Value)> {
             json!({"containers": container(json!({"appArmorProfile": {"type": "Unconfined"}}))}),
         ),
         (
+            "restricted with NET_BIND_SERVICE",
+            json!({
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": container(json!({"allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}))
+            }),
+        ),
+        (
+            "restricted per container",
+            json!({"containers": container(json!({"allowPrivilegeEscalation": false, "runAsNonRoot": true,
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"},
+                "capabilities": {"drop": ["ALL"]}}))}),
+        ),
+        (
+            "restricted but root",
+            json!({
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": container(json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}))
+            }),
+        ),
+        (
+            "restricted but an nfs volume",
+            json!({
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumes": [{"name": "n", "nfs": {"server": "nfs.example", "path": "/"}}],
+                "containers": container(json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}))
+            }),
+        ),
+        (
+            "restricted but keeps CHOWN",
+            json!({
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": container(json!({"allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}}))
+            }),
+        ),
+        (
+            "restricted but escalates",
+            json!({
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": container(json!({"capabilities": {"drop": ["ALL"]}}))
+            }),
+        ),
+        (
             "privileged init container",
             json!({
                 "initContainers": container(json!({"privileged": true})),
@@ -131,10 +176,23 @@ fn cases() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The cases the restricted level allows; every other case is refused.
+const ALLOWED_RESTRICTED: &[&str] = &[
+    "restricted",
+    "restricted with NET_BIND_SERVICE",
+    "restricted per container",
+];
+
 /// The cases the baseline level allows; every other case is refused.
-const ALLOWED: &[&str] = &[
+const ALLOWED_BASELINE: &[&str] = &[
     "plain",
     "restricted",
+    "restricted with NET_BIND_SERVICE",
+    "restricted per container",
+    "restricted but root",
+    "restricted but an nfs volume",
+    "restricted but keeps CHOWN",
+    "restricted but escalates",
     "allowed capability",
     "safe sysctl",
     "container_t",
@@ -161,19 +219,43 @@ fn pod_spec(spec: &Value) -> Value {
 
 #[tokio::test]
 async fn relman_refuses_exactly_what_pod_security_baseline_refuses() -> anyhow::Result<()> {
+    compare_with_pod_security("baseline", PodSecurityLevel::Baseline, ALLOWED_BASELINE).await
+}
+
+#[tokio::test]
+async fn relman_refuses_exactly_what_pod_security_restricted_refuses() -> anyhow::Result<()> {
+    compare_with_pod_security("restricted", PodSecurityLevel::Restricted, ALLOWED_RESTRICTED).await
+}
+
+/// Every case, created (dry run) in a namespace that enforces `label`, and checked by relman at
+/// `level`: both must agree, and agree with `allowed`.
+async fn compare_with_pod_security(
+    label: &str,
+    level: PodSecurityLevel,
+    allowed: &[&str],
+) -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
     let client = cp.client().await?;
-    let ns = cp.test_namespace("psa").await?.name().to_owned();
+    let ns = cp
+        .test_namespace(&format!("psa-{label}"))
+        .await?
+        .name()
+        .to_owned();
     Api::<Namespace>::all(client.clone())
         .patch(
             &ns,
             &PatchParams::default(),
             &Patch::Merge(json!({"metadata": {"labels": {
-                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/enforce": label,
                 "pod-security.kubernetes.io/enforce-version": "latest"
             }}})),
         )
         .await?;
+    let accounts = vec!["default".to_owned()];
+    let limits = JobLimits {
+        level,
+        service_accounts: &accounts,
+    };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut disagreements = Vec::new();
     for (name, spec) in cases() {
@@ -207,10 +289,10 @@ async fn relman_refuses_exactly_what_pod_security_baseline_refuses() -> anyhow::
         let typed: PodSpec = serde_json::from_value(spec)?;
         let annotations: std::collections::BTreeMap<String, String> =
             serde_json::from_value(annotations)?;
-        let found = violations(&typed, Some(&annotations));
+        let found = violations(&typed, Some(&annotations), limits);
         // Both must also say what the case is named for: the comparison cannot pass by both
         // sides seeing nothing.
-        if admitted != ALLOWED.contains(&name) {
+        if admitted != allowed.contains(&name) {
             disagreements.push(format!(
                 "{name}: API server admitted={admitted}, expected the opposite"
             ));
@@ -223,7 +305,7 @@ async fn relman_refuses_exactly_what_pod_security_baseline_refuses() -> anyhow::
     }
     assert!(
         disagreements.is_empty(),
-        "relman and Pod Security disagree:\n{}",
+        "relman and Pod Security {label} disagree:\n{}",
         disagreements.join("\n")
     );
     Ok(())

@@ -10,6 +10,7 @@ mod compact;
 pub mod conditions;
 pub mod duration;
 pub mod labels;
+pub mod policy;
 pub mod reason;
 pub mod release;
 mod rules;
@@ -19,6 +20,7 @@ pub mod time;
 pub use approval::{Decision, ReleaseApproval, ReleaseApprovalSpec};
 pub use calendar::{ReleaseCalendar, ReleaseCalendarSpec, ReleaseCalendarStatus};
 pub use compact::Compact;
+pub use policy::{ReleasePolicy, ReleasePolicySpec};
 pub use release::{Release, ReleaseSpec, ReleaseStatus, ReleaseType};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -33,6 +35,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Release::crd(),
         ReleaseApproval::crd(),
         ReleaseCalendar::crd(),
+        ReleasePolicy::crd(),
     ]
 }
 

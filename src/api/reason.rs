@@ -78,6 +78,9 @@ reasons! {
     NamespaceNotPermitted,
     /// The release names no calendar.
     NoCalendar,
+    /// The ReleasePolicy of a stage's namespace refuses the release (its type, its calendar,
+    /// a Deployment outside its selector), or cannot be read.
+    PolicyViolation,
     /// A Deployment has no container the release sets an image for.
     NoMatchingContainer,
     /// A stage is not deployed yet.

@@ -625,6 +625,10 @@ pub struct StageStatus {
     /// Why the stage failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The ReleasePolicies (`namespace/name`) of the stage's namespace that the stage is held
+    /// to, or `(built-in default)`; kept as they were when the stage ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
 }
 
 /// Where a stage is.

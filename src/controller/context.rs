@@ -46,6 +46,8 @@ pub struct Context {
     pub(super) memos: Memos,
     /// The reconciles allowed to run at once, handed out first come, first served.
     pub(super) slots: Arc<tokio::sync::Semaphore>,
+    /// The ReleasePolicy (namespace, name) that governs namespaces without one of their own.
+    pub(super) default_policy: Option<(String, String)>,
 }
 
 /// How many Releases [`run`] reconciles at once unless told otherwise
@@ -102,7 +104,15 @@ impl Context {
             leadership: Leadership::always(),
             metrics,
             ready: ReadyFlag::new(),
+            default_policy: None,
         }
+    }
+
+    /// Governs the namespaces without a ReleasePolicy of their own by the ReleasePolicy
+    /// `(namespace, name)`; `None` keeps the built-in default.
+    pub fn with_default_policy(mut self, policy: Option<(String, String)>) -> Self {
+        self.default_policy = policy;
+        self
     }
 
     /// What the reconcile reads instead of the API (empty until the controller runs).

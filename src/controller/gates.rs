@@ -26,7 +26,8 @@ use crate::error::Result;
 
 use crate::api::labels::FIELD_MANAGER;
 use crate::plan::jobs::build_job;
-use crate::plan::pod_security::template_violations;
+use crate::plan::pod_security::{JobLimits, template_violations};
+use crate::plan::policy::{NamespacePolicy, effective_requirements};
 use crate::plan::requirements::{
     REASON_REQUIREMENTS_NOT_MET, TypeCheck, VERSION_TYPE, approval_requirement,
     built_in_requirements, check_release_type, gate_status, newest_succeeded, requirements_gate,
@@ -48,6 +49,7 @@ pub async fn evaluate(
     release: &Release,
     namespace: &str,
     consent: &BTreeMap<String, NamespaceConsent>,
+    policies: &BTreeMap<String, NamespacePolicy>,
     approvals: &[ObservedApproval],
     known: &KnownReleases,
     watches: &GateWatches,
@@ -59,11 +61,18 @@ pub async fn evaluate(
     let mut details = vec![version.into_requirement()];
     details.extend(built_in_requirements(release));
     let mut recheck = None;
-    for requirement in &release.spec.requirements {
-        let status = match &requirement.condition {
+    for (requirement, demanded) in effective_requirements(&release.spec.requirements, policies.values())
+    {
+        // A requirement a policy demands reads its condition in the policy's namespace: the
+        // namespace's owner, not the Release's author, says which object proves it.
+        let lookup_namespace = demanded
+            .as_ref()
+            .map_or(namespace, |d| d.namespace.as_str());
+        let mut status = match &requirement.condition {
             Some(gate) => {
                 let (status, watched) =
-                    condition_gate(client, watches, namespace, &requirement.name, gate).await?;
+                    condition_gate(client, watches, lookup_namespace, &requirement.name, gate)
+                        .await?;
                 if !status.met && !watched {
                     recheck = Some(now + CONDITION_GATE_RECHECK);
                 }
@@ -71,11 +80,15 @@ pub async fn evaluate(
             }
             None => approval_requirement(release, &requirement.name, approvals),
         };
+        if let Some(demanded) = demanded {
+            let said = status.message.take().unwrap_or_default();
+            status.message = Some(format!("{said} (demanded by {})", demanded.policy));
+        }
         details.push(status);
     }
     let requirements = requirements_gate(&details, reason, recheck);
     let (invalid, forbidden) =
-        match invalid_jobs(client, release, namespace, consent, dry_runs).await? {
+        match invalid_jobs(client, release, namespace, consent, policies, dry_runs).await? {
             Some(JobsRefused::Invalid(message)) => (Some(message), None),
             Some(JobsRefused::Forbidden(message)) => (None, Some(message)),
             None => (None, None),
@@ -107,6 +120,7 @@ async fn invalid_jobs(
     release: &Release,
     namespace: &str,
     consent: &BTreeMap<String, NamespaceConsent>,
+    policies: &BTreeMap<String, NamespacePolicy>,
     dry_runs: &DryRuns,
 ) -> Result<Option<JobsRefused>> {
     if release.has_started() {
@@ -142,7 +156,13 @@ async fn invalid_jobs(
         for (kind, field, check) in checks {
             let Some(check) = check else { continue };
             let template = check.template.get();
-            if !template_violations(&template).is_empty() {
+            let policy = policies.get(ns).cloned().unwrap_or_default();
+            let (level, service_accounts, _) = policy.job_limits();
+            let limits = JobLimits {
+                level,
+                service_accounts: &service_accounts,
+            };
+            if !template_violations(&template, limits).is_empty() {
                 // The planner refuses this template (JobNotPermitted): no request is sent for it.
                 continue;
             }

@@ -21,7 +21,8 @@ use super::gates::{self, KnownReleases};
 use super::memo::PodCheckDue;
 use super::stores::Caches;
 use crate::api::release::ReleasePhase;
-use crate::api::{Release, ReleaseApproval};
+use crate::api::{Release, ReleaseApproval, ReleasePolicy};
+use crate::plan::policy::{NamedPolicy, NamespacePolicy};
 use crate::error::{Error, Result};
 
 use crate::api::labels::{ANNOTATION_DRIVEN_BY, LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
@@ -50,7 +51,8 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
     let namespace = release
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let namespace_consent = namespace_consent(client, release, &namespace).await?;
+    let policies = policies(ctx, &caches, release, &namespace).await?;
+    let namespace_consent = namespace_consent(client, release, &namespace, &policies).await?;
     let abort_requested_by = abort_requester(client, release, &namespace).await?;
     let approvals = approvals(client, &caches, release, &namespace).await?;
     let gates = gates::evaluate(
@@ -58,6 +60,7 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
         release,
         &namespace,
         &namespace_consent,
+        &policies,
         &approvals,
         &known,
         &ctx.gate_watches,
@@ -83,6 +86,7 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
             approvals,
             gates,
             namespace_consent,
+            policies,
             abort_requested_by,
             denied: ctx.memos.denials.get(&release.uid().unwrap_or_default()),
             config: ctx.config.clone(),
@@ -189,26 +193,41 @@ pub fn stage_namespaces(release: &Release, namespace: &str) -> BTreeSet<String> 
 }
 
 /// The consent of each stage namespace other than the Release's own: one GET of the Namespace
-/// each, so a Release whose stages all stay in its namespace costs nothing more. A Release that
-/// was rolled back never acts again and reads none.
+/// each (and one of the Release's own, for the labels a policy may select it by), so a Release
+/// whose stages all stay in its namespace costs nothing more. A Release that was rolled back
+/// never acts again and reads none.
 async fn namespace_consent(
     client: &Client,
     release: &Release,
     namespace: &str,
+    policies: &BTreeMap<String, NamespacePolicy>,
 ) -> Result<BTreeMap<String, NamespaceConsent>> {
     let mut out = BTreeMap::new();
     let rolled_back =
         release.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::RolledBack);
-    if rolled_back {
+    let others: Vec<String> = stage_namespaces(release, namespace)
+        .into_iter()
+        .filter(|other| other != namespace)
+        .collect();
+    if rolled_back || others.is_empty() {
         return Ok(out);
     }
     let api: Api<Namespace> = Api::all(client.clone());
-    for other in stage_namespaces(release, namespace) {
-        if other == namespace {
-            continue;
-        }
+    // The Release's own namespace's labels: a policy may accept Releases by them. Unreadable,
+    // they are none (a selector then does not match: fail closed).
+    let source_labels = match api.get_opt(namespace).await {
+        Ok(found) => found.and_then(|n| n.metadata.labels).unwrap_or_default(),
+        Err(kube::Error::Api(refused)) if refused.code == 403 => BTreeMap::new(),
+        Err(other) => return Err(other.into()),
+    };
+    for other in others {
         let consent = match api.get_opt(&other).await {
-            Ok(found) => NamespaceConsent::from_namespace(found.as_ref(), namespace),
+            Ok(found) => NamespaceConsent::decide(
+                found.as_ref(),
+                &policies.get(&other).cloned().unwrap_or_default(),
+                namespace,
+                &source_labels,
+            ),
             // A stage outside relman's reach is a state of the release, not a failed reconcile.
             Err(kube::Error::Api(refused)) if refused.code == 403 => NamespaceConsent::Unreadable {
                 message: refused.message,
@@ -218,6 +237,115 @@ async fn namespace_consent(
         out.insert(other, consent);
     }
     Ok(out)
+}
+
+/// The rules of each stage namespace: its ReleasePolicies (from the cache when it covers the
+/// namespace, else one list), else the cluster default, else the built-in default. A
+/// namespace whose policies relman may not read is marked unreadable: the planner acts there
+/// no more than where a policy refuses.
+async fn policies(
+    ctx: &Context,
+    caches: &Caches,
+    release: &Release,
+    namespace: &str,
+) -> Result<BTreeMap<String, NamespacePolicy>> {
+    let mut out = BTreeMap::new();
+    if release.status.as_ref().and_then(|s| s.phase) == Some(ReleasePhase::RolledBack) {
+        return Ok(out);
+    }
+    for stage_namespace in stage_namespaces(release, namespace) {
+        let own = match read_policies(ctx, caches, &stage_namespace).await {
+            Ok(own) => own,
+            Err(kube::Error::Api(refused)) if refused.code == 403 => {
+                out.insert(
+                    stage_namespace,
+                    NamespacePolicy {
+                        unreadable: Some(refused.message),
+                        ..Default::default()
+                    },
+                );
+                continue;
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let policy = if !own.is_empty() {
+            NamespacePolicy {
+                policies: own,
+                ..Default::default()
+            }
+        } else {
+            match default_policy(ctx, caches).await {
+                Ok(Some(default)) => NamespacePolicy {
+                    policies: vec![default],
+                    cluster_default: true,
+                    unreadable: None,
+                },
+                Ok(None) => NamespacePolicy::default(),
+                Err(kube::Error::Api(refused)) if refused.code == 403 => NamespacePolicy {
+                    unreadable: Some(format!(
+                        "the cluster default policy cannot be read: {}",
+                        refused.message
+                    )),
+                    ..Default::default()
+                },
+                Err(other) => return Err(other.into()),
+            }
+        };
+        out.insert(stage_namespace, policy);
+    }
+    Ok(out)
+}
+
+/// The ReleasePolicies of `namespace`, oldest name first.
+async fn read_policies(
+    ctx: &Context,
+    caches: &Caches,
+    namespace: &str,
+) -> std::result::Result<Vec<NamedPolicy>, kube::Error> {
+    let found: Vec<ReleasePolicy> = match caches.policies_of(namespace) {
+        Some(cached) => cached.iter().map(|p| p.as_ref().clone()).collect(),
+        None => {
+            let api: Api<ReleasePolicy> = Api::namespaced(ctx.client.clone(), namespace);
+            api.list(&ListParams::default()).await?.items
+        }
+    };
+    let mut named: Vec<NamedPolicy> = found
+        .into_iter()
+        .map(|p| NamedPolicy {
+            id: format!("{namespace}/{}", p.name_any()),
+            spec: p.spec,
+        })
+        .collect();
+    named.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(named)
+}
+
+/// The cluster default policy, when one is configured and exists. A configured default that
+/// does not exist governs nothing: the built-in default applies (and relman logs it).
+async fn default_policy(
+    ctx: &Context,
+    caches: &Caches,
+) -> std::result::Result<Option<NamedPolicy>, kube::Error> {
+    let Some((namespace, name)) = &ctx.default_policy else {
+        return Ok(None);
+    };
+    let found = match caches.policies_of(namespace) {
+        Some(cached) => cached
+            .iter()
+            .find(|p| p.name_any() == *name)
+            .map(|p| p.as_ref().clone()),
+        None => {
+            let api: Api<ReleasePolicy> = Api::namespaced(ctx.client.clone(), namespace);
+            api.get_opt(name).await?
+        }
+    };
+    if found.is_none() {
+        tracing::warn!(policy = %format!("{namespace}/{name}"), "the default ReleasePolicy does not exist; the built-in default applies");
+    }
+    Ok(found.map(|p| NamedPolicy {
+        id: format!("{namespace}/{name}"),
+        spec: p.spec,
+    }))
 }
 
 async fn deployments(

@@ -17,12 +17,13 @@ use kube::{Client, Resource, ResourceExt};
 use super::context::Context;
 use super::gates::KnownReleases;
 use super::reconcile::{error_policy, reconcile};
+use super::observe::stage_namespaces;
 use super::stores::{Cache, Caches};
 use crate::api::labels::{
     ANNOTATION_DRIVEN_BY, ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_REVERTED_BY, LABEL_RELEASE,
     LABEL_RELEASE_NAMESPACE,
 };
-use crate::api::{Release, ReleaseApproval, ReleaseCalendar};
+use crate::api::{Release, ReleaseApproval, ReleaseCalendar, ReleasePolicy};
 use crate::error::Result;
 use crate::k8s::{self};
 
@@ -117,13 +118,20 @@ pub async fn run(
         scoped::<Deployment>(&client, ns),
         watcher::Config::default().labels(LABEL_RELEASE),
     );
+    let (policies, policy_events) = Cache::watch(
+        scoped::<ReleasePolicy>(&client, ns),
+        watcher::Config::default(),
+    );
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Caches {
             jobs: Some(jobs),
             approvals: Some(approvals),
             deployments: Some(deployments),
+            policies: Some((policies, namespace.clone())),
         };
     }
+    let policy_store = store.clone();
+    let default_policy = ctx.default_policy.clone();
     let calendar_store = store.clone();
     let calendar_generations = GenerationMemory::default();
     controller
@@ -157,6 +165,25 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        // A namespace's policy changed: the unfinished Releases deploying there see it now
+        // (all of them when it is the cluster default).
+        .watches_stream(policy_events, move |policy| {
+            let namespace = policy.namespace().unwrap_or_default();
+            let is_default = default_policy
+                .as_ref()
+                .is_some_and(|(ns, name)| *ns == namespace && *name == policy.name_any());
+            policy_store
+                .state()
+                .iter()
+                .filter(|r| !r.is_finished())
+                .filter(|r| {
+                    is_default
+                        || stage_namespaces(r, &r.namespace().unwrap_or_default())
+                            .contains(&namespace)
+                })
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
+        })
         // A condition a gate waits for flipped on another object.
         .reconcile_on(ctx.gate_watches.wakeups())
         // A new leader reconciles every Release: the standby skipped them all.

@@ -21,7 +21,7 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::api::ReleaseApproval;
+use crate::api::{ReleaseApproval, ReleasePolicy};
 
 /// A store and whether it has listed everything yet.
 #[derive(Clone)]
@@ -114,4 +114,19 @@ pub struct Caches {
     pub approvals: Option<Cache<ReleaseApproval>>,
     /// The Deployments labelled with `relman.io/release` (those relman drives or drove).
     pub deployments: Option<Cache<Deployment>>,
+    /// The ReleasePolicies of the namespace the controller serves (`Some(namespace)`) or of
+    /// every namespace (`None`); a namespace outside it is read from the API.
+    pub policies: Option<(Cache<ReleasePolicy>, Option<String>)>,
+}
+
+impl Caches {
+    /// The ReleasePolicies of `namespace`, or `None` when the cache does not cover it (or has
+    /// not listed everything yet).
+    pub fn policies_of(&self, namespace: &str) -> Option<Vec<Arc<ReleasePolicy>>> {
+        let (cache, scope) = self.policies.as_ref()?;
+        if scope.as_deref().is_some_and(|s| s != namespace) {
+            return None;
+        }
+        cache.filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+    }
 }

@@ -32,6 +32,7 @@ pub mod action;
 pub mod jobs;
 pub mod lifecycle;
 pub mod observed;
+pub mod policy;
 pub mod pod_security;
 pub mod requirements;
 pub mod rollout;

@@ -18,6 +18,7 @@ use crate::api::labels::{
 use crate::api::release::RequirementStatus;
 use crate::api::time::from_k8s_time;
 use crate::api::{Decision, Release, ReleaseApproval};
+use crate::plan::policy::NamespacePolicy;
 
 /// Everything the planner may look at for one Release at one moment.
 #[derive(Clone, Debug)]
@@ -39,6 +40,10 @@ pub struct Observed {
     /// namespace only when it is listed here as [`NamespaceConsent::Accepted`]; a namespace
     /// missing from the map has not consented. The Release's own namespace needs no entry.
     pub namespace_consent: BTreeMap<String, NamespaceConsent>,
+    /// The rules of each stage namespace (the Release's own included): its ReleasePolicies,
+    /// the cluster default or the built-in default. A namespace missing from the map gets the
+    /// built-in default.
+    pub policies: BTreeMap<String, NamespacePolicy>,
     /// Who set `spec.abort`, as the API server recorded it (the field manager and the time of
     /// the change in `metadata.managedFields`); read only while an abort is not yet recorded.
     pub abort_requested_by: Option<String>,
@@ -65,6 +70,14 @@ impl Observed {
     pub fn may_act_in(&self, namespace: &str) -> bool {
         self.release.metadata.namespace.as_deref() == Some(namespace)
             || self.namespace_consent.get(namespace) == Some(&NamespaceConsent::Accepted)
+    }
+
+    /// The rules of `namespace` (the built-in default when none were observed).
+    pub fn policy(&self, namespace: &str) -> std::borrow::Cow<'_, NamespacePolicy> {
+        match self.policies.get(namespace) {
+            Some(policy) => std::borrow::Cow::Borrowed(policy),
+            None => std::borrow::Cow::Owned(NamespacePolicy::default()),
+        }
     }
 
     /// The observed Job `namespace/name`, if it exists.
@@ -99,9 +112,44 @@ pub enum NamespaceConsent {
         /// The API server's refusal, naming the verb and the resource.
         message: String,
     },
+    /// A ReleasePolicy of the namespace (or the default that governs it) does not accept
+    /// Releases of the Release's namespace.
+    RefusedByPolicy {
+        /// The policy, e.g. `ReleasePolicy shop-prod/default`.
+        policy: String,
+        /// Why, naming the policy's field.
+        why: String,
+    },
 }
 
 impl NamespaceConsent {
+    /// Whether `namespace`, governed by `policy`, accepts Releases of `release_namespace`
+    /// (whose Namespace carries `source_labels`; `None`: the Namespace does not exist). A
+    /// namespace with ReleasePolicies of its own answers by them alone; one without answers
+    /// yes when the cluster default policy accepts, or, until its owners write a policy, when
+    /// its legacy [`ANNOTATION_ACCEPT_RELEASES_FROM`] annotation does.
+    pub fn decide(
+        namespace: Option<&Namespace>,
+        policy: &NamespacePolicy,
+        release_namespace: &str,
+        source_labels: &BTreeMap<String, String>,
+    ) -> Self {
+        if namespace.is_none() {
+            return Self::NotFound;
+        }
+        let by_policy = policy.accepts(release_namespace, source_labels);
+        if policy.is_own() {
+            return match by_policy {
+                Ok(()) => Self::Accepted,
+                Err((policy, why)) => Self::RefusedByPolicy { policy, why },
+            };
+        }
+        match (by_policy, Self::from_namespace(namespace, release_namespace)) {
+            (Ok(()), _) | (_, Self::Accepted) => Self::Accepted,
+            (Err(_), legacy) => legacy,
+        }
+    }
+
     /// What `namespace` says about Releases of `release_namespace` (`None`: the Namespace
     /// does not exist).
     pub fn from_namespace(namespace: Option<&Namespace>, release_namespace: &str) -> Self {
@@ -196,6 +244,9 @@ pub struct ObservedDeployment {
     /// The Release (`namespace/name`) the `relman.io/driven-by` annotation names: the last
     /// one that rolled out to this Deployment. A release reverts only Deployments it drives.
     pub driven_by: Option<String>,
+    /// `metadata.labels`: a namespace's ReleasePolicy may let Releases drive only the
+    /// Deployments its selector matches.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl ObservedDeployment {
@@ -233,6 +284,7 @@ impl ObservedDeployment {
             driven_by_other: None,
             // Emptied by a revert that gave the Deployment back to no Release.
             driven_by: annotation(ANNOTATION_DRIVEN_BY).filter(|d| !d.is_empty()),
+            labels: meta.labels.clone().unwrap_or_default(),
         }
     }
 }

@@ -1,15 +1,25 @@
 //! What a Release's Job templates may ask of the cluster. relman creates the backup and
-//! smoke-test Jobs with its own identity, so a template is held to the rules a namespace owner
-//! would expect of a Release's author, who may not create pods at all: the Pod Security
-//! Standards' **baseline** level (no host namespaces, host paths, host ports, privileged or
-//! extra-capability containers, unconfined seccomp or AppArmor, custom SELinux users or roles,
-//! unmasked /proc outside a user namespace, unsafe sysctls, Windows host processes, probes or
-//! hooks that name another host) and the
-//! namespace's `default` ServiceAccount. The rules are Kubernetes' own (`k8s.io/pod-security-admission`, policy
-//! version latest); `tests/pod_security.rs` checks each case against the API server's Pod
-//! Security admission. Pure: a template in, the violations out.
+//! smoke-test Jobs with its own identity, so a template is held to the rules the owner of the
+//! stage's namespace set in its ReleasePolicy (see [`crate::plan::policy`]): a Pod Security
+//! Standards level and the ServiceAccounts Jobs may run as. Without a policy that is the
+//! **restricted** level and the namespace's `default` ServiceAccount.
+//!
+//! The levels are Kubernetes' own (`k8s.io/pod-security-admission`, policy version latest):
+//! - **baseline**: no host namespaces, host paths, host ports, privileged or extra-capability
+//!   containers, unconfined seccomp or AppArmor, custom SELinux users or roles, unmasked /proc
+//!   outside a user namespace, unsafe sysctls, Windows host processes, probes or hooks that
+//!   name another host;
+//! - **restricted**: baseline, plus only ordinary volume types, `allowPrivilegeEscalation:
+//!   false`, `runAsNonRoot: true`, never user 0, a RuntimeDefault or Localhost seccomp
+//!   profile, and every capability dropped (`NET_BIND_SERVICE` alone may be added back);
+//! - **privileged**: anything.
+//!
+//! `tests/pod_security.rs` checks each case against the API server's Pod Security admission.
+//! Pure: a template in, the violations out.
 
 use k8s_openapi::api::batch::v1::JobTemplateSpec;
+
+use crate::api::policy::PodSecurityLevel;
 use k8s_openapi::api::core::v1::{
     AppArmorProfile, Capabilities, Container, PodSecurityContext, PodSpec, SELinuxOptions,
     SeccompProfile, SecurityContext, WindowsSecurityContextOptions,
@@ -58,8 +68,29 @@ const SELINUX_TYPES: &[&str] = &[
     "container_engine_t",
 ];
 
-/// The ServiceAccount Jobs run as.
+/// The ServiceAccount Jobs run as when no policy names others.
 pub const JOB_SERVICE_ACCOUNT: &str = "default";
+
+/// The volume types the restricted level allows.
+const RESTRICTED_VOLUMES: &[&str] = &[
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+/// What a Job's pod may ask for: a Pod Security level and the ServiceAccounts it may run as.
+#[derive(Clone, Copy, Debug)]
+pub struct JobLimits<'a> {
+    /// The Pod Security Standards level the pod must meet.
+    pub level: PodSecurityLevel,
+    /// The ServiceAccounts the pod may name (an empty name means `default`).
+    pub service_accounts: &'a [String],
+}
 
 /// One thing a pod template asks for that it may not: the field (relative to the pod spec,
 /// e.g. `containers[0].securityContext.privileged`) and what is wrong.
@@ -79,7 +110,7 @@ impl std::fmt::Display for Violation {
 
 /// The violations of a Job template's pod (spec and annotations), in field order; empty when
 /// relman may run it. Fields are relative to the pod spec, or start with `metadata.`.
-pub fn template_violations(template: &JobTemplateSpec) -> Vec<Violation> {
+pub fn template_violations(template: &JobTemplateSpec, limits: JobLimits<'_>) -> Vec<Violation> {
     let Some(pod) = template.spec.as_ref().map(|s| &s.template) else {
         return Vec::new();
     };
@@ -89,6 +120,7 @@ pub fn template_violations(template: &JobTemplateSpec) -> Vec<Violation> {
     violations(
         spec,
         pod.metadata.as_ref().and_then(|m| m.annotations.as_ref()),
+        limits,
     )
 }
 
@@ -97,6 +129,7 @@ pub fn template_violations(template: &JobTemplateSpec) -> Vec<Violation> {
 pub fn violations(
     pod: &PodSpec,
     annotations: Option<&std::collections::BTreeMap<String, String>>,
+    limits: JobLimits<'_>,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut bad = |field: String, message: &str| {
@@ -105,6 +138,55 @@ pub fn violations(
             message: message.to_owned(),
         })
     };
+    service_account(pod, limits.service_accounts, &mut bad);
+    if limits.level >= PodSecurityLevel::Baseline {
+        baseline(pod, annotations, &mut bad);
+    }
+    if limits.level >= PodSecurityLevel::Restricted {
+        restricted(pod, &mut bad);
+    }
+    out
+}
+
+/// The pod's ServiceAccount must be one of `allowed`. Both fields count: the API server uses
+/// the deprecated `serviceAccount` when `serviceAccountName` is empty; with neither the pod
+/// runs as `default`.
+fn service_account(pod: &PodSpec, allowed: &[String], bad: &mut impl FnMut(String, &str)) {
+    fn named(value: &Option<String>) -> Option<&str> {
+        value.as_deref().filter(|a| !a.is_empty())
+    }
+    let fields = [
+        (named(&pod.service_account_name), "serviceAccountName"),
+        (named(&pod.service_account), "serviceAccount"),
+    ];
+    let none_named = fields.iter().all(|(value, _)| value.is_none());
+    for (value, field) in fields {
+        let account = match value {
+            Some(account) => account,
+            None if none_named && field == "serviceAccountName" => JOB_SERVICE_ACCOUNT,
+            None => continue,
+        };
+        if !allowed.iter().any(|a| a == account) {
+            let names = if allowed.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed.join(", ")
+            };
+            bad(
+                field.into(),
+                &format!(
+                    "Jobs here may run as the ServiceAccount(s) {names}, not {account}; name one of those"
+                ),
+            );
+        }
+    }
+}
+
+fn baseline(
+    pod: &PodSpec,
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    bad: &mut impl FnMut(String, &str),
+) {
     for (set, field) in [
         (pod.host_network, "hostNetwork"),
         (pod.host_pid, "hostPID"),
@@ -112,24 +194,6 @@ pub fn violations(
     ] {
         if set == Some(true) {
             bad(field.into(), "host namespaces are not allowed; remove it");
-        }
-    }
-    // Both fields: the API server uses the deprecated serviceAccount when serviceAccountName
-    // is empty.
-    for (value, field) in [
-        (&pod.service_account_name, "serviceAccountName"),
-        (&pod.service_account, "serviceAccount"),
-    ] {
-        if let Some(account) = value
-            .as_deref()
-            .filter(|a| !a.is_empty() && *a != JOB_SERVICE_ACCOUNT)
-        {
-            bad(
-                field.into(),
-                &format!(
-                    "Jobs run as the namespace's {JOB_SERVICE_ACCOUNT} ServiceAccount, not {account}; remove it"
-                ),
-            );
         }
     }
     for (index, volume) in pod.volumes.iter().flatten().enumerate() {
@@ -141,7 +205,7 @@ pub fn violations(
         }
     }
     if let Some(context) = &pod.security_context {
-        pod_context(context, &mut bad);
+        pod_context(context, bad);
     }
     for (annotation, value) in annotations.into_iter().flatten() {
         if annotation.starts_with("container.apparmor.security.beta.kubernetes.io/")
@@ -174,18 +238,159 @@ pub fn violations(
                 }
             }
             if let Some(context) = &container.security_context {
-                container_context(&at, context, user_namespace, &mut bad);
+                container_context(&at, context, user_namespace, bad);
             }
-            handler_hosts(&at, container, &mut bad);
+            handler_hosts(&at, container, bad);
         }
     }
     for (index, container) in pod.ephemeral_containers.iter().flatten().enumerate() {
         if let Some(context) = &container.security_context {
             let at = format!("ephemeralContainers[{index}]");
-            container_context(&at, context, user_namespace, &mut bad);
+            container_context(&at, context, user_namespace, bad);
         }
     }
-    out
+}
+
+/// The restricted level's rules beyond baseline. A Windows pod (`os.name: windows`) is exempt
+/// from the Linux-only ones (privilege escalation, seccomp, capabilities), as Pod Security
+/// exempts it.
+fn restricted(pod: &PodSpec, bad: &mut impl FnMut(String, &str)) {
+    for (index, volume) in pod.volumes.iter().flatten().enumerate() {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(volume) else {
+            continue;
+        };
+        for source in fields.keys().filter(|k| *k != "name") {
+            if !RESTRICTED_VOLUMES.contains(&source.as_str()) && source != "hostPath" {
+                bad(
+                    format!("volumes[{index}].{source}"),
+                    &format!(
+                        "{source} volumes are not allowed at the restricted level; use {}",
+                        RESTRICTED_VOLUMES.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let windows = pod.os.as_ref().is_some_and(|os| os.name == "windows");
+    let context = pod.security_context.as_ref();
+    let pod_non_root = context.and_then(|c| c.run_as_non_root);
+    if pod_non_root == Some(false) {
+        bad(
+            "securityContext.runAsNonRoot".into(),
+            "must be true at the restricted level",
+        );
+    }
+    if context.and_then(|c| c.run_as_user) == Some(0) {
+        bad(
+            "securityContext.runAsUser".into(),
+            "user 0 (root) is not allowed at the restricted level",
+        );
+    }
+    let pod_seccomp = context
+        .and_then(|c| c.seccomp_profile.as_ref())
+        .map(|p| p.type_.as_str());
+    if !windows
+        && let Some(kind) = pod_seccomp.filter(|t| !matches!(*t, "RuntimeDefault" | "Localhost"))
+    {
+        if kind != "Unconfined" {
+            bad(
+                "securityContext.seccompProfile.type".into(),
+                "must be RuntimeDefault or Localhost at the restricted level",
+            );
+        }
+    }
+    let lists: [(&str, Vec<Option<&SecurityContext>>); 3] = [
+        (
+            "initContainers",
+            pod.init_containers
+                .iter()
+                .flatten()
+                .map(|c| c.security_context.as_ref())
+                .collect(),
+        ),
+        (
+            "containers",
+            pod.containers
+                .iter()
+                .map(|c| c.security_context.as_ref())
+                .collect(),
+        ),
+        (
+            "ephemeralContainers",
+            pod.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| c.security_context.as_ref())
+                .collect(),
+        ),
+    ];
+    for (list, contexts) in lists {
+        for (index, context) in contexts.into_iter().enumerate() {
+            let at = format!("{list}[{index}].securityContext");
+            let non_root = context.and_then(|c| c.run_as_non_root);
+            if non_root == Some(false) || (non_root.is_none() && pod_non_root != Some(true)) {
+                bad(
+                    format!("{at}.runAsNonRoot"),
+                    "must be true (here or in the pod's securityContext) at the restricted level",
+                );
+            }
+            if context.and_then(|c| c.run_as_user) == Some(0) {
+                bad(
+                    format!("{at}.runAsUser"),
+                    "user 0 (root) is not allowed at the restricted level",
+                );
+            }
+            if windows {
+                continue;
+            }
+            if context.and_then(|c| c.allow_privilege_escalation) != Some(false) {
+                bad(
+                    format!("{at}.allowPrivilegeEscalation"),
+                    "must be false at the restricted level",
+                );
+            }
+            match context
+                .and_then(|c| c.seccomp_profile.as_ref())
+                .map(|p| p.type_.as_str())
+            {
+                Some("RuntimeDefault" | "Localhost") | Some("Unconfined") => {}
+                Some(_) => bad(
+                    format!("{at}.seccompProfile.type"),
+                    "must be RuntimeDefault or Localhost at the restricted level",
+                ),
+                None if pod_seccomp.is_none() => bad(
+                    format!("{at}.seccompProfile.type"),
+                    "must be RuntimeDefault or Localhost (here or in the pod's securityContext) at the restricted level",
+                ),
+                None => {}
+            }
+            let capabilities = context.and_then(|c| c.capabilities.as_ref());
+            if !capabilities
+                .and_then(|c| c.drop.as_ref())
+                .is_some_and(|d| d.iter().any(|c| c == "ALL"))
+            {
+                bad(
+                    format!("{at}.capabilities.drop"),
+                    "must include ALL at the restricted level",
+                );
+            }
+            for (cap_index, cap) in capabilities
+                .and_then(|c| c.add.as_ref())
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if cap != "NET_BIND_SERVICE" && BASELINE_CAPABILITIES.contains(&cap.as_str()) {
+                    bad(
+                        format!("{at}.capabilities.add[{cap_index}]"),
+                        &format!(
+                            "{cap} may not be added at the restricted level (only NET_BIND_SERVICE)"
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn pod_context(context: &PodSecurityContext, bad: &mut impl FnMut(String, &str)) {
@@ -371,11 +576,87 @@ mod tests {
         serde_json::from_value(spec).unwrap()
     }
 
-    fn fields(spec: serde_json::Value) -> Vec<String> {
-        violations(&pod(spec), None)
+    fn default_account() -> Vec<String> {
+        vec![JOB_SERVICE_ACCOUNT.to_owned()]
+    }
+
+    fn fields_at(level: PodSecurityLevel, spec: serde_json::Value) -> Vec<String> {
+        let accounts = default_account();
+        let limits = JobLimits {
+            level,
+            service_accounts: &accounts,
+        };
+        violations(&pod(spec), None, limits)
             .into_iter()
             .map(|v| v.field)
             .collect()
+    }
+
+    fn fields(spec: serde_json::Value) -> Vec<String> {
+        fields_at(PodSecurityLevel::Baseline, spec)
+    }
+
+    /// A pod that meets the restricted level.
+    fn hardened() -> serde_json::Value {
+        json!({
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "s", "image": "s", "securityContext": {
+                "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]
+        })
+    }
+
+    #[test]
+    fn the_restricted_level_adds_the_hardening_rules() {
+        let restricted = |spec| fields_at(PodSecurityLevel::Restricted, spec);
+        assert!(restricted(hardened()).is_empty());
+        assert_eq!(
+            restricted(json!({})),
+            vec![
+                "containers[0].securityContext.runAsNonRoot",
+                "containers[0].securityContext.allowPrivilegeEscalation",
+                "containers[0].securityContext.seccompProfile.type",
+                "containers[0].securityContext.capabilities.drop",
+            ]
+        );
+        let mut root = hardened();
+        root["securityContext"]["runAsUser"] = json!(0);
+        assert_eq!(restricted(root), vec!["securityContext.runAsUser"]);
+        let mut chown = hardened();
+        chown["containers"][0]["securityContext"]["capabilities"]["add"] = json!(["CHOWN"]);
+        assert_eq!(
+            restricted(chown),
+            vec!["containers[0].securityContext.capabilities.add[0]"]
+        );
+        let mut bind = hardened();
+        bind["containers"][0]["securityContext"]["capabilities"]["add"] =
+            json!(["NET_BIND_SERVICE"]);
+        assert!(restricted(bind).is_empty());
+        let mut nfs = hardened();
+        nfs["volumes"] = json!([{"name": "n", "nfs": {"server": "s", "path": "/"}}]);
+        assert_eq!(restricted(nfs), vec!["volumes[0].nfs"]);
+        // The same pod is fine at baseline, and anything goes at privileged but the account.
+        assert!(fields(json!({})).is_empty());
+        assert_eq!(
+            fields_at(
+                PodSecurityLevel::Privileged,
+                json!({"hostPID": true, "serviceAccountName": "admin"})
+            ),
+            vec!["serviceAccountName"]
+        );
+    }
+
+    #[test]
+    fn a_policy_may_name_other_service_accounts() {
+        let accounts = vec!["backup".to_owned()];
+        let limits = JobLimits {
+            level: PodSecurityLevel::Baseline,
+            service_accounts: &accounts,
+        };
+        let found = |spec| violations(&pod(spec), None, limits);
+        assert!(found(json!({"serviceAccountName": "backup"})).is_empty());
+        // Without a name the pod runs as default, which this policy does not allow.
+        assert_eq!(found(json!({})).len(), 1);
+        assert_eq!(found(json!({"serviceAccount": "admin"})).len(), 1);
     }
 
     #[test]
@@ -404,8 +685,8 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                "hostPID",
                 "serviceAccountName",
+                "hostPID",
                 "volumes[0].hostPath",
                 "containers[0].securityContext.privileged"
             ]
@@ -486,6 +767,14 @@ mod tests {
             "unconfined".to_owned(),
         )]
         .into();
-        assert_eq!(violations(&pod(json!({})), Some(&annotations)).len(), 1);
+        let accounts = default_account();
+        let limits = JobLimits {
+            level: PodSecurityLevel::Baseline,
+            service_accounts: &accounts,
+        };
+        assert_eq!(
+            violations(&pod(json!({})), Some(&annotations), limits).len(),
+            1
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::DeploymentCondition;
 use k8s_openapi::api::batch::v1::{JobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile,
+    SecurityContext,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::action::{Action, JobKind, Plan};
@@ -17,6 +20,7 @@ use super::observed::{
     ObservedJob, PlanConfig, PodProblem, PodProblemReason,
 };
 use super::plan;
+use super::policy::NamespacePolicy;
 use crate::api::labels::ANNOTATION_KNOWN_GOOD_RELEASE;
 use crate::api::release::{ApprovalPolicy, DeploymentName, ImageSpec, JobCheck, Stage};
 use crate::api::{Decision, Release, ReleaseSpec, ReleaseType};
@@ -46,12 +50,29 @@ pub fn job_template(container: &str) -> JobTemplateSpec {
         spec: Some(JobSpec {
             template: PodTemplateSpec {
                 metadata: None,
+                // Meets the Pod Security restricted level, the built-in default policy's.
                 spec: Some(PodSpec {
                     containers: vec![Container {
                         name: container.into(),
                         image: Some("reg/smoke:1".into()),
+                        security_context: Some(SecurityContext {
+                            allow_privilege_escalation: Some(false),
+                            capabilities: Some(Capabilities {
+                                drop: Some(vec!["ALL".into()]),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
                     restart_policy: Some("Never".into()),
                     ..Default::default()
                 }),
@@ -161,6 +182,7 @@ pub fn settled_deployment(namespace: &str, name: &str) -> ObservedDeployment {
         pod_problems: vec![],
         driven_by_other: None,
         driven_by: None,
+        labels: BTreeMap::new(),
     }
 }
 
@@ -175,6 +197,8 @@ pub struct World {
     /// What the stage namespaces other than [`NAMESPACE`] say; every one accepts the release
     /// unless a test changes it.
     pub namespace_consent: BTreeMap<String, NamespaceConsent>,
+    /// The rules of the stage namespaces; the built-in default unless a test sets one.
+    pub policies: BTreeMap<String, NamespacePolicy>,
     pub config: PlanConfig,
     pub now: DateTime<Utc>,
     /// Who set `spec.abort`, as the observe step reads it.
@@ -226,6 +250,7 @@ impl World {
                 forbidden: None,
             },
             namespace_consent,
+            policies: BTreeMap::new(),
             config: PlanConfig::default(),
             now: at(START),
             abort_requested_by: None,
@@ -246,6 +271,7 @@ impl World {
             approvals: self.approvals.clone(),
             gates: self.gates.clone(),
             namespace_consent: self.namespace_consent.clone(),
+            policies: self.policies.clone(),
             abort_requested_by: self.abort_requested_by.clone(),
             denied: self.denied.clone(),
             config: self.config.clone(),

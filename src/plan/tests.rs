@@ -10,6 +10,7 @@ use crate::api::release::DeploymentName;
 use crate::api::release::{ReleasePhase, StagePhase};
 use crate::api::{Decision, ReleaseSpec};
 
+mod policy;
 mod reverts;
 
 fn condition(world: &World, type_: &str) -> (String, String, String) {
@@ -1190,7 +1191,7 @@ fn a_namespace_without_consent_stalls_the_release_before_anything_changes() {
     for part in [
         "spec.stages[1].namespace",
         "namespace prod",
-        "kubectl annotate namespace prod relman.io/accept-releases-from=apps",
+        "create a ReleasePolicy in prod with spec.acceptReleasesFrom.namespaces: [apps]",
     ] {
         assert!(message.contains(part), "{part:?} not in {message}");
     }

@@ -107,6 +107,10 @@ reason is beside it and in docs/install.md. tests/chart.rs runs a controller wit
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# The namespace owner's rules for Releases (ReleasePolicy): read before anything changes there.
+- apiGroups: [relman.io]
+  resources: [releasepolicies]
+  verbs: [get, list, watch]
 {{- end }}
 
 {{/* Cluster-scoped objects, and the kinds condition gates read. */}}

@@ -9,7 +9,7 @@ use crate::plan::action::Action;
 use crate::plan::action::JobKind;
 use crate::plan::observed::NamespaceConsent;
 
-use crate::plan::pod_security::{JOB_SERVICE_ACCOUNT, template_violations};
+use crate::plan::pod_security::{JobLimits, template_violations};
 
 use super::planner::{
     FORBIDDEN_RECHECK, NAMESPACE_CONSENT_RECHECK, Outcome, OutcomeKind, Planner, REASON_FORBIDDEN,
@@ -68,9 +68,17 @@ impl<'a> Planner<'a> {
                     "give relman's ServiceAccount get on that Namespace (chart value rbac.stageNamespaces), and if its owners agree: kubectl annotate namespace {namespace} {key}={own}"
                 ),
             ),
+            Some(NamespaceConsent::RefusedByPolicy { policy, why }) => (
+                format!("{policy}: {why}"),
+                format!(
+                    "if its owners agree, add {own} to spec.acceptReleasesFrom.namespaces of that policy"
+                ),
+            ),
             Some(NamespaceConsent::NotAnnotated | NamespaceConsent::Accepted) | None => (
-                format!("it has no {key} annotation"),
-                format!("if its owners agree: kubectl annotate namespace {namespace} {key}={own}"),
+                "it has no ReleasePolicy that accepts it".to_owned(),
+                format!(
+                    "if its owners agree, create a ReleasePolicy in {namespace} with spec.acceptReleasesFrom.namespaces: [{own}] (docs/policy.md)"
+                ),
             ),
         };
         format!(
@@ -173,7 +181,14 @@ impl<'a> Planner<'a> {
             JobKind::Backup => "backup",
             JobKind::SmokeTest => "smokeTest",
         };
-        let found = template_violations(&check.template.get());
+        let namespace = self.stage_namespace(stage);
+        let policy = self.observed.policy(&namespace);
+        let (level, service_accounts, by) = policy.job_limits();
+        let limits = JobLimits {
+            level,
+            service_accounts: &service_accounts,
+        };
+        let found = template_violations(&check.template.get(), limits);
         let first = found.first()?;
         let more = match found.len() {
             1 => String::new(),
@@ -198,9 +213,11 @@ impl<'a> Planner<'a> {
             Reason::JobNotPermitted.as_str(),
             format!(
                 "{prefix}{}: {}{more}. relman creates Jobs with its own identity, so a \
-                 Release's Jobs must meet the Pod Security baseline level and run as the \
-                 namespace's {JOB_SERVICE_ACCOUNT} ServiceAccount; the Job was not created",
-                first.field, first.message
+                 Release's Jobs in namespace {namespace} must meet the Pod Security {level} \
+                 level and run as {} ({by}); the Job was not created",
+                first.field,
+                first.message,
+                service_accounts.join(" or ")
             ),
         ))
     }

@@ -88,6 +88,9 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+        if let Some(refused) = self.policy_refusal_before_start() {
+            return refused;
+        }
         if self.stage_phase(0) == StagePhase::Pending
             && let Some(shared) = self.shared_deployment()
         {
@@ -152,6 +155,9 @@ impl<'a> Planner<'a> {
                 return refused;
             }
             if phase == StagePhase::Pending {
+                if let Some(refused) = self.policy_refusal(index, stage) {
+                    return refused;
+                }
                 if let Some(waiting) = self.stage_gates(index, stage) {
                     return waiting;
                 }

@@ -11,7 +11,7 @@ use crate::api::{Decision, ReleaseSpec};
 use crate::plan::action::EventType;
 use crate::plan::observed::{Observed, ObservedApproval};
 
-use super::planner::{Outcome, OutcomeKind, Planner, required_approvers};
+use super::planner::{Outcome, OutcomeKind, Planner};
 
 impl<'a> Planner<'a> {
     /// Whether a stage may start; `Some` says what it waits for.
@@ -26,8 +26,8 @@ impl<'a> Planner<'a> {
                 requirements.message.clone(),
             ));
         }
-        if let Some(needed) = required_approvers(stage) {
-            let approvers = self.approvers_of(name);
+        if let Some(needed) = self.required_approvers(stage) {
+            let approvers = self.approvers_of(stage);
             if approvers.len() < needed {
                 return Some(Outcome::new(
                     OutcomeKind::AwaitingApproval,
@@ -37,7 +37,7 @@ impl<'a> Planner<'a> {
                 ));
             }
         }
-        if stage.window
+        if self.waits_for_window(stage)
             && let Some(window) = &self.observed.gates.window
             && !window.open
         {
@@ -89,8 +89,8 @@ impl<'a> Planner<'a> {
             Some(&stage.name),
             format!("stage {} started", stage.name),
         );
-        if required_approvers(stage).is_some() {
-            let approvers: Vec<_> = self.approvers_of(&stage.name).into_iter().collect();
+        if self.required_approvers(stage).is_some() {
+            let approvers: Vec<_> = self.approvers_of(stage).into_iter().collect();
             self.record(
                 EventType::Normal,
                 Reason::Approved.as_str(),
@@ -100,11 +100,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The distinct people who approved this version at `gate`.
-    pub(super) fn approvers_of(&self, gate: &str) -> BTreeSet<String> {
+    /// The distinct people who approved this version at `stage`'s gate. When a policy of
+    /// the stage's namespace demands an independent sign-off, the Release's creator does not
+    /// count, and without a record of the creator nobody does (fail closed).
+    pub(super) fn approvers_of(&self, stage: &Stage) -> BTreeSet<String> {
+        let independent = self.independence_demanded_by(stage).is_some();
+        let creator = self.observed.release.creator();
         self.counted_approvals()
             .into_iter()
-            .filter(|a| a.gate == gate && a.decision == Decision::Approved)
+            .filter(|a| a.gate == stage.name && a.decision == Decision::Approved)
+            .filter(|a| !independent || creator.is_some_and(|c| c != a.approver))
             .map(|a| a.approver.clone())
             .collect()
     }
@@ -114,14 +119,39 @@ impl<'a> Planner<'a> {
         stage: &Stage,
         approvers: &BTreeSet<String>,
     ) -> String {
-        let needed = required_approvers(stage).unwrap_or(1);
-        format!(
-            "stage {} needs {needed} approval(s) of version {} (a ReleaseApproval with gate {}); {} so far",
+        let needed = self.required_approvers(stage).unwrap_or(1);
+        let own = stage
+            .approval
+            .as_ref()
+            .filter(|a| a.required)
+            .map_or(0, |a| a.approvers.max(1));
+        let policy = self.observed.policy(&self.stage_namespace(stage));
+        let demanded = match policy.approval() {
+            Some(demand) if usize::try_from(demand.approvers).unwrap_or(0) >= needed
+                && usize::try_from(own).unwrap_or(0) < needed =>
+            {
+                format!(" ({} demands it)", demand.by)
+            }
+            _ => String::new(),
+        };
+        let mut message = format!(
+            "stage {} needs {needed} approval(s) of version {}{demanded} (a ReleaseApproval with gate {}); {} so far",
             stage.name,
             self.spec.version,
             stage.name,
             approvers.len()
-        )
+        );
+        if let Some(by) = self.independence_demanded_by(stage) {
+            match self.observed.release.creator() {
+                Some(creator) => message.push_str(&format!(
+                    ". {by} demands sign-offs by people other than the Release's creator, so {creator}'s own do not count"
+                )),
+                None => message.push_str(&format!(
+                    ". {by} demands sign-offs by people other than the Release's creator, and the Release has no relman.io/created-by record, so no sign-off counts: install the admission policies (config/release-creator.yaml) and create the Release again"
+                )),
+            }
+        }
+        message
     }
 
     /// The first Rejected decision on this version at a gate the release has.

@@ -56,6 +56,7 @@ mod consent;
 mod decide;
 mod gates;
 mod planner;
+mod policy;
 mod revert;
 mod status;
 

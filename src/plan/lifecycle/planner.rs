@@ -58,6 +58,7 @@ pub fn plan_standing(
         approvals: Vec::new(),
         gates: crate::plan::observed::Gates::default(),
         namespace_consent: BTreeMap::new(),
+        policies: BTreeMap::new(),
         abort_requested_by: None,
         denied: None,
         config: crate::plan::observed::PlanConfig::default(),
@@ -221,6 +222,7 @@ impl<'a> Planner<'a> {
 
     pub(super) fn run(mut self) -> Plan {
         self.sync_stage_statuses();
+        self.record_policies();
         self.record_counted_approvals();
         let outcome = self.decide();
         let outcome = self.refuse_actions_without_consent(outcome);
@@ -343,6 +345,43 @@ impl<'a> Planner<'a> {
         })
     }
 
+    /// How many distinct approvers a stage needs, if it needs a sign-off: the most that the
+    /// stage asks for and its namespace's policies demand.
+    pub(super) fn required_approvers(&self, stage: &Stage) -> Option<usize> {
+        let own = stage
+            .approval
+            .as_ref()
+            .filter(|a| a.required)
+            .map(|a| a.approvers.max(1));
+        let demanded = self
+            .observed
+            .policy(&self.stage_namespace(stage))
+            .approval()
+            .map(|d| d.approvers);
+        let needed = own.into_iter().chain(demanded).max()?;
+        Some(usize::try_from(needed).unwrap_or(1))
+    }
+
+    /// The policies that keep the Release's creator from signing off `stage`, if any.
+    pub(super) fn independence_demanded_by(&self, stage: &Stage) -> Option<String> {
+        self.observed
+            .policy(&self.stage_namespace(stage))
+            .approval()
+            .filter(|d| d.independent)
+            .map(|d| d.by)
+    }
+
+    /// Whether `stage` waits for an open deployment window: it asks to, or a policy of its
+    /// namespace demands a calendar.
+    pub(super) fn waits_for_window(&self, stage: &Stage) -> bool {
+        stage.window
+            || !self
+                .observed
+                .policy(&self.stage_namespace(stage))
+                .calendars()
+                .is_empty()
+    }
+
     /// Every duration of every stage, or the first that cannot be read.
     pub(super) fn stage_timeouts(&self) -> Result<Vec<StageTimeouts>, InvalidField> {
         let config = &self.observed.config;
@@ -384,15 +423,6 @@ impl<'a> Planner<'a> {
             })
             .collect()
     }
-}
-
-/// How many distinct approvers a stage needs, if it asks for a sign-off.
-pub(super) fn required_approvers(stage: &Stage) -> Option<usize> {
-    stage
-        .approval
-        .as_ref()
-        .filter(|a| a.required)
-        .map(|a| usize::try_from(a.approvers.max(1)).unwrap_or(1))
 }
 
 pub(super) fn progressing_reason(kind: JobKind) -> &'static str {

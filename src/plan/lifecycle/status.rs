@@ -13,7 +13,6 @@ use crate::plan::action::EventType;
 
 use super::planner::{
     Outcome, OutcomeKind, Planner, REASON_NAMESPACE_NOT_PERMITTED, REASON_REJECTED, failure,
-    required_approvers,
 };
 
 impl<'a> Planner<'a> {
@@ -218,7 +217,7 @@ impl<'a> Planner<'a> {
             .stages
             .iter()
             .enumerate()
-            .filter(|(_, s)| required_approvers(s).is_some())
+            .filter(|(_, s)| self.required_approvers(s).is_some())
             .collect();
         if gated.is_empty() {
             return (
@@ -252,8 +251,8 @@ impl<'a> Planner<'a> {
                 );
             }
         };
-        let approvers = self.approvers_of(&stage.name);
-        if approvers.len() >= required_approvers(stage).unwrap_or(1) {
+        let approvers = self.approvers_of(stage);
+        if approvers.len() >= self.required_approvers(stage).unwrap_or(1) {
             let names: Vec<_> = approvers.into_iter().collect();
             (
                 Status::True,
@@ -273,7 +272,7 @@ impl<'a> Planner<'a> {
     /// every such stage started it stays as it was.
     pub(super) fn window_condition(&self) -> (Status, String, String) {
         let gated: Vec<usize> = (0..self.spec.stages.len())
-            .filter(|&i| self.spec.stages[i].window)
+            .filter(|&i| self.waits_for_window(&self.spec.stages[i]))
             .collect();
         if gated.is_empty() {
             return (
