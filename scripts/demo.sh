@@ -114,7 +114,11 @@ spec:
             metadata: {labels: {$3}}
             spec:
               restartPolicy: Never
-              containers: [{name: smoke, image: "registry.example/checkout-smoke:$2"}]
+              securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+              containers:
+              - name: smoke
+                image: "registry.example/checkout-smoke:$2"
+                securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
   - name: production
     namespace: shop-prod
     deployments: [checkout-api]
@@ -127,7 +131,11 @@ spec:
           template:
             spec:
               restartPolicy: Never
-              containers: [{name: verify, image: "registry.example/checkout-smoke:$2"}]
+              securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+              containers:
+              - name: verify
+                image: "registry.example/checkout-smoke:$2"
+                securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
 EOF
 }
 

@@ -114,7 +114,9 @@ fn job(name: &str, pod_labels: serde_json::Value) -> serde_json::Value {
                 "metadata": { "labels": pod_labels },
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [{ "name": "smoke", "image": "registry.example/smoke:1" }],
+                    "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{ "name": "smoke", "image": "registry.example/smoke:1",
+                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}} }],
                 },
             },
         },

@@ -224,7 +224,12 @@ async fn relman_refuses_exactly_what_pod_security_baseline_refuses() -> anyhow::
 
 #[tokio::test]
 async fn relman_refuses_exactly_what_pod_security_restricted_refuses() -> anyhow::Result<()> {
-    compare_with_pod_security("restricted", PodSecurityLevel::Restricted, ALLOWED_RESTRICTED).await
+    compare_with_pod_security(
+        "restricted",
+        PodSecurityLevel::Restricted,
+        ALLOWED_RESTRICTED,
+    )
+    .await
 }
 
 /// Every case, created (dry run) in a namespace that enforces `label`, and checked by relman at
@@ -344,7 +349,7 @@ async fn a_developer_cannot_run_a_privileged_job_through_a_release() -> anyhow::
         "serviceAccountName",
         "volumes[0].hostPath",
         "containers[0].securityContext.privileged",
-        "baseline",
+        "Restricted",
     ] {
         assert!(
             stalled.message.contains(expected),
@@ -375,10 +380,8 @@ async fn a_developer_cannot_run_a_privileged_job_through_a_release() -> anyhow::
         release.spec.stages[1].clone(),
     ]}});
     let mut fixed = fixed;
-    fixed["spec"]["stages"][0]["smokeTest"]["template"]["spec"]["template"]["spec"] = json!({
-        "restartPolicy": "Never",
-        "containers": [{"name": "smoke", "image": "busybox"}]
-    });
+    fixed["spec"]["stages"][0]["smokeTest"]["template"]["spec"]["template"]["spec"] =
+        support::hardened(json!([{"name": "smoke", "image": "busybox"}]));
     env.releases
         .patch(&name, &PatchParams::default(), &Patch::Merge(&fixed))
         .await?;

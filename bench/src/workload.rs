@@ -64,7 +64,9 @@ impl App {
     pub fn release(&self, staging_approval: bool) -> anyhow::Result<Release> {
         let smoke = json!({"timeout": "10m", "template": {"spec": {"backoffLimit": 0, "template": {
             "spec": {"restartPolicy": "Never",
-                "containers": [{"name": "smoke", "image": "bench-smoke:1"}]}
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "smoke", "image": "bench-smoke:1",
+                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}
         }}}});
         let mut stages: Vec<Value> = STAGES
             .iter()

@@ -27,11 +27,7 @@ use super::release::{ReleaseType, Requirement};
            deploy into it, which Deployments they may drive, what their Jobs may do, and the gates \
            (sign-offs, calendar window, requirements, release types) every Release must pass \
            there, whatever the Release itself asks for.",
-    printcolumn(
-        name = "Jobs",
-        type_ = "string",
-        json_path = ".spec.jobs.podSecurity"
-    ),
+    printcolumn(name = "Jobs", type_ = "string", json_path = ".spec.jobs.podSecurity"),
     printcolumn(
         name = "Approvers",
         type_ = "integer",

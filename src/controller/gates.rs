@@ -61,7 +61,8 @@ pub async fn evaluate(
     let mut details = vec![version.into_requirement()];
     details.extend(built_in_requirements(release));
     let mut recheck = None;
-    for (requirement, demanded) in effective_requirements(&release.spec.requirements, policies.values())
+    for (requirement, demanded) in
+        effective_requirements(&release.spec.requirements, policies.values())
     {
         // A requirement a policy demands reads its condition in the policy's namespace: the
         // namespace's owner, not the Release's author, says which object proves it.

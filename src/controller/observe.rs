@@ -22,8 +22,8 @@ use super::memo::PodCheckDue;
 use super::stores::Caches;
 use crate::api::release::ReleasePhase;
 use crate::api::{Release, ReleaseApproval, ReleasePolicy};
-use crate::plan::policy::{NamedPolicy, NamespacePolicy};
 use crate::error::{Error, Result};
+use crate::plan::policy::{NamedPolicy, NamespacePolicy};
 
 use crate::api::labels::{ANNOTATION_DRIVEN_BY, LABEL_RELEASE, LABEL_RELEASE_NAMESPACE};
 use crate::plan::jobs::fit_name;

@@ -16,8 +16,8 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::context::Context;
 use super::gates::KnownReleases;
-use super::reconcile::{error_policy, reconcile};
 use super::observe::stage_namespaces;
+use super::reconcile::{error_policy, reconcile};
 use super::stores::{Cache, Caches};
 use crate::api::labels::{
     ANNOTATION_DRIVEN_BY, ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_REVERTED_BY, LABEL_RELEASE,

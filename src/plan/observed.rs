@@ -144,7 +144,10 @@ impl NamespaceConsent {
                 Err((policy, why)) => Self::RefusedByPolicy { policy, why },
             };
         }
-        match (by_policy, Self::from_namespace(namespace, release_namespace)) {
+        match (
+            by_policy,
+            Self::from_namespace(namespace, release_namespace),
+        ) {
             (Ok(()), _) | (_, Self::Accepted) => Self::Accepted,
             (Err(_), legacy) => legacy,
         }

@@ -124,7 +124,10 @@ impl NamespacePolicy {
 
     /// `Some((policy, why))` when a policy does not let Releases drive a Deployment with
     /// `labels`.
-    pub fn refuses_deployment(&self, labels: &BTreeMap<String, String>) -> Option<(String, String)> {
+    pub fn refuses_deployment(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<(String, String)> {
         self.specs().into_iter().find_map(|(name, spec)| {
             let rules = spec.deployments.as_ref()?;
             match Selector::try_from(rules.selector.clone()) {
@@ -295,15 +298,25 @@ mod tests {
     #[test]
     fn every_policy_must_accept_a_source_namespace() {
         let labels = BTreeMap::from([("team".to_owned(), "shop".to_owned())]);
-        let by_name = policy("prod/a", json!({"acceptReleasesFrom": {"namespaces": ["dev"]}}));
+        let by_name = policy(
+            "prod/a",
+            json!({"acceptReleasesFrom": {"namespaces": ["dev"]}}),
+        );
         let by_label = policy(
             "prod/b",
             json!({"acceptReleasesFrom": {"namespaceSelector": {"matchLabels": {"team": "shop"}}}}),
         );
-        let any = policy("prod/c", json!({"acceptReleasesFrom": {"namespaces": ["*"]}}));
+        let any = policy(
+            "prod/c",
+            json!({"acceptReleasesFrom": {"namespaces": ["*"]}}),
+        );
         assert!(own(vec![by_name.clone()]).accepts("dev", &labels).is_ok());
         assert!(own(vec![by_label.clone()]).accepts("dev", &labels).is_ok());
-        assert!(own(vec![any.clone()]).accepts("qa", &BTreeMap::new()).is_ok());
+        assert!(
+            own(vec![any.clone()])
+                .accepts("qa", &BTreeMap::new())
+                .is_ok()
+        );
         assert!(
             own(vec![by_label.clone()])
                 .accepts("dev", &BTreeMap::new())
@@ -334,7 +347,10 @@ mod tests {
         assert_eq!(by, "ReleasePolicy prod/strict");
         let approval = both.approval().unwrap();
         assert_eq!((approval.approvers, approval.independent), (2, true));
-        assert_eq!(both.calendars(), vec![("ops".to_owned(), "ReleasePolicy prod/loose".to_owned())]);
+        assert_eq!(
+            both.calendars(),
+            vec![("ops".to_owned(), "ReleasePolicy prod/loose".to_owned())]
+        );
         assert!(both.refuses_type(ReleaseType::Minor).is_some());
         assert!(both.refuses_type(ReleaseType::Patch).is_none());
         assert_eq!(both.requirements().len(), 1);

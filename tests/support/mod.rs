@@ -17,7 +17,7 @@ mod wait;
 #[allow(unused_imports)] // Each test binary uses some.
 pub use env::{Env, OLD_IMAGE, web};
 #[allow(unused_imports)]
-pub use release::{ReleaseBuilder, SMOKE_TIMEOUT, Smoke, release, release_name, smoke};
+pub use release::{ReleaseBuilder, SMOKE_TIMEOUT, Smoke, hardened, release, release_name, smoke};
 #[allow(unused_imports)]
 pub use wait::{
     events, events_now, eventually, wait_deployment_available, wait_for, wait_until_rejected,

@@ -37,8 +37,32 @@ pub fn smoke(behaviour: impl Into<Smoke>) -> Value {
     };
     json!({"timeout": SMOKE_TIMEOUT, "template": {"spec": {"backoffLimit": 0, "template": {
         "metadata": {"labels": labels},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "smoke:1"}]}
+        "spec": hardened(json!([{"name": "smoke", "image": "smoke:1"}]))
     }}}})
+}
+
+/// A Job's pod spec running `containers` that meets the Pod Security restricted level, what a
+/// namespace without a ReleasePolicy lets a Release's Jobs ask for: non-root, a RuntimeDefault
+/// seccomp profile, no privilege escalation, every capability dropped.
+pub fn hardened(containers: Value) -> Value {
+    let containers: Vec<Value> = containers
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut c| {
+            c["securityContext"] = json!({
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]}
+            });
+            c
+        })
+        .collect();
+    json!({
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": containers
+    })
 }
 
 /// `<application>-<version>` with dots (and `+`) as dashes: `web-2-0-0`.

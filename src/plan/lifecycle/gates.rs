@@ -127,8 +127,9 @@ impl<'a> Planner<'a> {
             .map_or(0, |a| a.approvers.max(1));
         let policy = self.observed.policy(&self.stage_namespace(stage));
         let demanded = match policy.approval() {
-            Some(demand) if usize::try_from(demand.approvers).unwrap_or(0) >= needed
-                && usize::try_from(own).unwrap_or(0) < needed =>
+            Some(demand)
+                if usize::try_from(demand.approvers).unwrap_or(0) >= needed
+                    && usize::try_from(own).unwrap_or(0) < needed =>
             {
                 format!(" ({} demands it)", demand.by)
             }

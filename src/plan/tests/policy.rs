@@ -28,7 +28,11 @@ fn stalled_for_policy(world: &World, plan: &Plan, parts: &[&str]) {
     for part in parts {
         assert!(message.contains(part), "{part:?} not in {message}");
     }
-    assert_eq!(stage_phase(world, 0), StagePhase::Pending, "nothing started");
+    assert_eq!(
+        stage_phase(world, 0),
+        StagePhase::Pending,
+        "nothing started"
+    );
 }
 
 #[test]
@@ -42,7 +46,12 @@ fn a_release_type_the_policy_does_not_allow_stalls_before_staging() {
     stalled_for_policy(
         &world,
         &plan,
-        &["spec.type", "ReleasePolicy prod/rules", "Patch, Minor", "Major"],
+        &[
+            "spec.type",
+            "ReleasePolicy prod/rules",
+            "Patch, Minor",
+            "Major",
+        ],
     );
     assert!(
         plan.events
@@ -65,7 +74,11 @@ fn a_deployment_outside_the_selector_is_never_touched() {
     stalled_for_policy(
         &world,
         &plan,
-        &["spec.stages[0].deployments[1]", "Deployment stg/checkout-worker", "team=payments"],
+        &[
+            "spec.stages[0].deployments[1]",
+            "Deployment stg/checkout-worker",
+            "team=payments",
+        ],
     );
     // Labelled by the namespace's owners, it goes on.
     world.deployment_mut(STAGING_NS, WORKER).labels = [("team".into(), "payments".into())].into();
@@ -77,9 +90,16 @@ fn a_deployment_outside_the_selector_is_never_touched() {
 fn a_calendar_the_policy_demands_must_be_the_releases() {
     let mut world = World::two_stages();
     world.release.spec.calendar = None;
-    world.policies.extend([governed(PRODUCTION_NS, json!({"gates": {"calendar": "ops-freeze"}}))]);
+    world.policies.extend([governed(
+        PRODUCTION_NS,
+        json!({"gates": {"calendar": "ops-freeze"}}),
+    )]);
     let plan = world.reconcile();
-    stalled_for_policy(&world, &plan, &["spec.calendar", "ops-freeze", "names none"]);
+    stalled_for_policy(
+        &world,
+        &plan,
+        &["spec.calendar", "ops-freeze", "names none"],
+    );
 }
 
 #[test]
@@ -98,13 +118,24 @@ fn the_policys_sign_off_holds_when_the_release_asks_for_none() {
     assert_eq!(phase(&world), ReleasePhase::AwaitingApproval);
     let (_, _, message) = condition(&world, "Ready");
     assert!(message.contains("needs 2 approval(s)"), "{message}");
-    assert!(message.contains("ReleasePolicy prod/rules demands it"), "{message}");
+    assert!(
+        message.contains("ReleasePolicy prod/rules demands it"),
+        "{message}"
+    );
     world.decide("production", "alice", VERSION, Decision::Approved);
     world.run_until_waiting();
-    assert_eq!(phase(&world), ReleasePhase::AwaitingApproval, "one is not two");
+    assert_eq!(
+        phase(&world),
+        ReleasePhase::AwaitingApproval,
+        "one is not two"
+    );
     world.decide("production", "bob", VERSION, Decision::Approved);
     world.run_until_waiting();
-    assert_ne!(stage_phase(&world, 1), StagePhase::Pending, "production started");
+    assert_ne!(
+        stage_phase(&world, 1),
+        StagePhase::Pending,
+        "production started"
+    );
 }
 
 #[test]
@@ -112,7 +143,9 @@ fn the_creator_cannot_sign_off_their_own_release_when_the_policy_says_so() {
     let mut world = World::two_stages();
     world.release.metadata.annotations =
         Some([(ANNOTATION_CREATED_BY.to_owned(), "alice".to_owned())].into());
-    world.policies.extend([governed(PRODUCTION_NS, json!({"gates": {"approval": {}}}))]);
+    world
+        .policies
+        .extend([governed(PRODUCTION_NS, json!({"gates": {"approval": {}}}))]);
     world.run_until_waiting();
     world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
     world.run_until_waiting();
@@ -123,13 +156,19 @@ fn the_creator_cannot_sign_off_their_own_release_when_the_policy_says_so() {
     assert!(message.contains("alice's own do not count"), "{message}");
     world.decide("production", "bob", VERSION, Decision::Approved);
     world.run_until_waiting();
-    assert_ne!(stage_phase(&world, 1), StagePhase::Pending, "bob's sign-off counts");
+    assert_ne!(
+        stage_phase(&world, 1),
+        StagePhase::Pending,
+        "bob's sign-off counts"
+    );
 }
 
 #[test]
 fn without_a_record_of_the_creator_no_independent_sign_off_counts() {
     let mut world = World::two_stages();
-    world.policies.extend([governed(PRODUCTION_NS, json!({"gates": {"approval": {}}}))]);
+    world
+        .policies
+        .extend([governed(PRODUCTION_NS, json!({"gates": {"approval": {}}}))]);
     world.run_until_waiting();
     world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
     world.run_until_waiting();
@@ -137,7 +176,10 @@ fn without_a_record_of_the_creator_no_independent_sign_off_counts() {
     world.run_until_waiting();
     assert_eq!(phase(&world), ReleasePhase::AwaitingApproval);
     let (_, _, message) = condition(&world, "Ready");
-    assert!(message.contains("no relman.io/created-by record"), "{message}");
+    assert!(
+        message.contains("no relman.io/created-by record"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -168,7 +210,11 @@ fn a_job_template_is_held_to_the_policys_level_and_accounts() {
     )]);
     world.bump_generation();
     world.run_until_waiting();
-    assert_ne!(stage_phase(&world, 0), StagePhase::Pending, "staging started");
+    assert_ne!(
+        stage_phase(&world, 0),
+        StagePhase::Pending,
+        "staging started"
+    );
 }
 
 #[test]

@@ -1,0 +1,246 @@
+//! A namespace's ReleasePolicy binds the Releases that deploy there, on the real API server:
+//! the Job privileges it allows, the Deployments it lets them drive and the sign-off it
+//! demands, whatever the Release's author wrote; and the author cannot write the policy.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use anyhow::Context;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use relman::api::labels::LABEL_RELEASE;
+use relman::api::release::ReleasePhase;
+use relman::api::{Release, ReleasePolicy};
+use serde_json::json;
+use support::{Env, OLD_IMAGE, condition, web};
+
+/// Creates (as the namespace's owner, the admin here) the ReleasePolicy `name` with `spec`.
+async fn write_policy(env: &Env, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
+    let policy: ReleasePolicy = serde_json::from_value(json!({
+        "apiVersion": "relman.io/v1alpha1", "kind": "ReleasePolicy",
+        "metadata": {"name": name}, "spec": spec
+    }))?;
+    Api::<ReleasePolicy>::namespaced(env.client.clone(), &env.ns)
+        .create(&PostParams::default(), &policy)
+        .await?;
+    Ok(())
+}
+
+async fn release_jobs(env: &Env) -> anyhow::Result<Vec<Job>> {
+    Ok(Api::<Job>::namespaced(env.client.clone(), &env.ns)
+        .list(&ListParams::default().labels(LABEL_RELEASE))
+        .await?
+        .items)
+}
+
+#[tokio::test]
+async fn a_privileged_job_runs_only_where_the_namespace_policy_allows_it() -> anyhow::Result<()> {
+    let env = Env::new("policy-jobs").await.context("env")?;
+    let dave = env.developer("dave").await.context("developer")?;
+    let mut release = web("2.0.0").only_staging().json();
+    release["spec"]["stages"][0]["smokeTest"]["template"]["spec"]["template"]["spec"] = json!({
+        "restartPolicy": "Never",
+        "serviceAccountName": "smoke-runner",
+        "hostPID": true,
+        "containers": [{"name": "smoke", "image": "smoke:1", "securityContext": {"privileged": true}}]
+    });
+    let release: Release = serde_json::from_value(release)?;
+    let name = release.metadata.name.clone().unwrap();
+    Api::<Release>::namespaced(dave, &env.ns)
+        .create(&PostParams::default(), &release)
+        .await
+        .context("dave creates the Release")?;
+    let _controller = env.controller();
+    let status = env
+        .wait_status(&name, "Stalled JobNotPermitted", |s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Stalled" && c.status == "True" && c.reason == "JobNotPermitted"
+            })
+        })
+        .await?;
+    let message = condition(&status, "Stalled").message.clone();
+    for expected in [
+        "serviceAccountName",
+        "Restricted",
+        "the built-in default policy",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected} missing from: {message}"
+        );
+    }
+    assert_eq!(
+        status.stages[0].policies,
+        vec!["(built-in default)".to_owned()]
+    );
+    assert!(release_jobs(&env).await?.is_empty(), "no Job was created");
+    assert_eq!(env.image("web-staging").await?, OLD_IMAGE);
+
+    // The namespace's owner trusts this team with privileged smoke tests as smoke-runner.
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "smoke-runner"}}))?;
+    Api::<ServiceAccount>::namespaced(env.client.clone(), &env.ns)
+        .create(&PostParams::default(), &account)
+        .await?;
+    write_policy(
+        &env,
+        "trusted",
+        json!({"jobs": {"podSecurity": "Privileged", "serviceAccounts": ["smoke-runner"]}}),
+    )
+    .await?;
+    let status = env
+        .wait_status(&name, "the smoke test Job", |s| {
+            s.stages
+                .first()
+                .is_some_and(|stage| stage.smoke_test.is_some())
+        })
+        .await?;
+    assert_eq!(
+        status.stages[0].policies,
+        vec![format!("{}/trusted", env.ns)]
+    );
+    let jobs = release_jobs(&env).await?;
+    let accounts: Vec<Option<String>> = jobs
+        .iter()
+        .map(|j| {
+            j.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|p| p.service_account_name.clone())
+        })
+        .collect();
+    assert_eq!(accounts, vec![Some("smoke-runner".to_owned())]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deployment_outside_the_policys_selector_is_left_untouched() -> anyhow::Result<()> {
+    let env = Env::new("policy-deploy").await.context("env")?;
+    write_policy(
+        &env,
+        "web-only",
+        json!({"deployments": {"selector": {"matchLabels": {"tier": "web"}}}}),
+    )
+    .await?;
+    env.deployments
+        .patch(
+            "web-staging",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "web"}}})),
+        )
+        .await?;
+    let release = web("2.0.0").build();
+    let name = release.metadata.name.clone().unwrap();
+    env.create(&release).await?;
+    let _controller = env.controller();
+    let status = env
+        .wait_status(&name, "Stalled PolicyViolation", |s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Stalled" && c.status == "True" && c.reason == "PolicyViolation"
+            })
+        })
+        .await?;
+    let message = condition(&status, "Stalled").message.clone();
+    for expected in [
+        "spec.stages[1].deployments[0]",
+        "web-prod",
+        &format!("ReleasePolicy {}/web-only", env.ns),
+        "tier=web",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected} missing from: {message}"
+        );
+    }
+    assert!(
+        !env.events(&name, "PolicyViolation").await?.is_empty(),
+        "a Warning Event"
+    );
+    // Found before staging changed anything.
+    assert_eq!(env.image("web-staging").await?, OLD_IMAGE);
+    assert_eq!(env.image("web-prod").await?, OLD_IMAGE);
+    assert!(release_jobs(&env).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_policys_sign_off_holds_though_the_release_asks_for_none() -> anyhow::Result<()> {
+    let env = Env::new("policy-gate").await.context("env")?;
+    write_policy(
+        &env,
+        "signed",
+        json!({"gates": {"approval": {"approvers": 1, "independent": false}}}),
+    )
+    .await?;
+    // The author asks for no sign-off anywhere.
+    let release = web("2.0.0").build();
+    assert!(release.spec.stages.iter().all(|s| s.approval.is_none()));
+    let name = release.metadata.name.clone().unwrap();
+    env.create(&release).await?;
+    let _controller = env.controller();
+    let status = env
+        .wait_status(&name, "AwaitingApproval", |s| {
+            s.phase == Some(ReleasePhase::AwaitingApproval)
+        })
+        .await?;
+    let ready = condition(&status, "Ready").message.clone();
+    assert!(
+        ready.contains("stage staging needs 1 approval(s)"),
+        "{ready}"
+    );
+    assert!(
+        ready.contains(&format!("ReleasePolicy {}/signed demands it", env.ns)),
+        "{ready}"
+    );
+    assert_eq!(
+        env.image("web-staging").await?,
+        OLD_IMAGE,
+        "nothing rolled out"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_developer_cannot_write_the_namespace_policy() -> anyhow::Result<()> {
+    let env = Env::new("policy-dev").await.context("env")?;
+    write_policy(
+        &env,
+        "strict",
+        json!({"gates": {"approval": {"approvers": 2}}}),
+    )
+    .await?;
+    let dave = env.developer("dave").await.context("developer")?;
+    let policies = Api::<ReleasePolicy>::namespaced(dave, &env.ns);
+    // May read what binds them ...
+    assert!(policies.get("strict").await.is_ok());
+    // ... and may neither loosen, delete nor add to it.
+    let forbidden = |result: Result<_, kube::Error>| matches!(result, Err(kube::Error::Api(ref e)) if e.code == 403);
+    assert!(forbidden(
+        policies
+            .patch(
+                "strict",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"gates": {"approval": {"approvers": 1}}}})),
+            )
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        policies
+            .delete("strict", &Default::default())
+            .await
+            .map(|_| ())
+    ));
+    let loose: ReleasePolicy = serde_json::from_value(json!({
+        "metadata": {"name": "loose"}, "spec": {"jobs": {"podSecurity": "Privileged"}}
+    }))?;
+    assert!(forbidden(
+        policies
+            .create(&PostParams::default(), &loose)
+            .await
+            .map(|_| ())
+    ));
+    Ok(())
+}
