@@ -19,7 +19,8 @@ CHART_ALL_ON := --set watchNamespace=apps --set 'rbac.stageNamespaces={apps-stag
   --set approvalPolicy.signoff.group=release-managers \
   --set 'approvalPolicy.namespaceSelector.matchLabels.relman\.io/approvals=enforced' \
   --set 'rbac.conditionGateRules[0].apiGroups={tekton.dev}' \
-  --set 'rbac.conditionGateRules[0].resources={pipelineruns}' --set 'rbac.conditionGateRules[0].verbs={get}'
+  --set 'rbac.conditionGateRules[0].resources={pipelineruns}' --set 'rbac.conditionGateRules[0].verbs={get}' \
+  --set defaultPolicy.enabled=true --set defaultPolicy.spec.jobs.podSecurity=Baseline
 
 .PHONY: help
 help: ## List the targets

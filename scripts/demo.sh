@@ -82,9 +82,17 @@ for ns in shop-staging shop-prod; do
   "$kubectl" rollout status -n "$ns" deployment/checkout-api --timeout=60s | sed 's/^/    /'
 done
 
-step "shop-staging and shop-prod accept Releases from shop (their owners' consent to cross-namespace stages)"
+step "shop-staging and shop-prod accept Releases from shop: their owners' ReleasePolicy (docs/policy.md)"
 for ns in shop-staging shop-prod; do
-  "$kubectl" annotate namespace "$ns" relman.io/accept-releases-from=shop | sed 's/^/    /'
+  "$kubectl" apply -f - <<EOF | sed 's/^/    /'
+apiVersion: relman.io/v1alpha1
+kind: ReleasePolicy
+metadata: {name: default, namespace: $ns}
+spec:
+  acceptReleasesFrom: {namespaces: [shop]}
+  deployments: {selector: {matchLabels: {app: checkout}}}
+  jobs: {podSecurity: Restricted, serviceAccounts: [default]}
+EOF
 done
 
 # release NAME VERSION SMOKE_LABELS: a Release with staging and a signed-off production.

@@ -141,6 +141,26 @@ async fn a_started_release_cannot_be_rescoped_by_its_author() -> anyhow::Result<
         release.spec.stages[1].approval.is_some(),
         "the sign-off is still asked for"
     );
+    // Turning production's window gate around and renaming a stage are changes of spec.stages.
+    let stages = serde_json::to_value(&release.spec.stages)?;
+    let mut window = stages.clone();
+    window[1]["window"] = json!(!release.spec.stages[1].window);
+    let mut renamed = stages.clone();
+    renamed[1]["name"] = json!("prod");
+    for (what, stages) in [("the window gate", window), ("a stage's name", renamed)] {
+        let refused = change(
+            &dave,
+            &env,
+            "web-2-0-0",
+            json!({"spec": {"stages": stages}}),
+        )
+        .await
+        .unwrap_or_else(|| panic!("changing {what} was accepted on a started release"));
+        assert!(
+            refused.contains("spec.stages cannot change once the release has started"),
+            "{what}: {refused}"
+        );
+    }
 
     // The freeze (and the bake's baseline) read the status, which only relman writes: the
     // developer cannot reset it to "not started" to unfreeze the spec.

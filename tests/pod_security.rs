@@ -12,13 +12,12 @@ use anyhow::Context;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use relman::api::Release;
 use relman::api::labels::LABEL_RELEASE;
 use relman::api::policy::PodSecurityLevel;
 use relman::plan::pod_security::{JobLimits, violations};
 use relman_testenv::ControlPlane;
 use serde_json::{Value, json};
-use support::{Env, OLD_IMAGE, condition, web};
+use support::{Env, OLD_IMAGE, web};
 
 /// Pod specs on both sides of the baseline line (the ServiceAccount rule is relman's own and
 /// is not part of Pod Security, so it is not compared here).
@@ -329,21 +328,12 @@ async fn a_developer_cannot_run_a_privileged_job_through_a_release() -> anyhow::
         "containers": [{"name": "smoke", "image": "busybox", "securityContext": {"privileged": true},
             "volumeMounts": [{"name": "root", "mountPath": "/host"}]}]
     });
-    let release: Release = serde_json::from_value(release)?;
-    let name = release.metadata.name.clone().unwrap();
-    Api::<Release>::namespaced(dave, &env.ns)
-        .create(&PostParams::default(), &release)
+    let name = env
+        .create_as(dave, release.clone())
         .await
         .context("dave creates the Release")?;
     let _controller = env.controller();
-    let status = env
-        .wait_status(&name, "Stalled JobNotPermitted", |s| {
-            s.conditions.iter().any(|c| {
-                c.type_ == "Stalled" && c.status == "True" && c.reason == "JobNotPermitted"
-            })
-        })
-        .await?;
-    let stalled = condition(&status, "Stalled");
+    let stalled = env.wait_stalled(&name, "JobNotPermitted").await?;
     for expected in [
         "spec.stages[0].smokeTest.template.spec.template.spec.hostPID",
         "serviceAccountName",
@@ -352,9 +342,8 @@ async fn a_developer_cannot_run_a_privileged_job_through_a_release() -> anyhow::
         "Restricted",
     ] {
         assert!(
-            stalled.message.contains(expected),
-            "{expected} missing from: {}",
-            stalled.message
+            stalled.contains(expected),
+            "{expected} missing from: {stalled}"
         );
     }
     let warnings = env.events(&name, "JobNotPermitted").await?;
@@ -375,11 +364,7 @@ async fn a_developer_cannot_run_a_privileged_job_through_a_release() -> anyhow::
     assert_eq!(env.image("web-prod").await?, OLD_IMAGE);
 
     // The author fixes the template before anything started: the release goes on.
-    let fixed = json!({"spec": {"stages": [
-        release.spec.stages[0].clone(),
-        release.spec.stages[1].clone(),
-    ]}});
-    let mut fixed = fixed;
+    let mut fixed = json!({"spec": {"stages": release["spec"]["stages"].clone()}});
     fixed["spec"]["stages"][0]["smokeTest"]["template"]["spec"]["template"]["spec"] =
         support::hardened(json!([{"name": "smoke", "image": "busybox"}]));
     env.releases

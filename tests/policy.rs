@@ -10,9 +10,9 @@ use anyhow::Context;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use relman::api::ReleasePolicy;
 use relman::api::labels::LABEL_RELEASE;
 use relman::api::release::ReleasePhase;
-use relman::api::{Release, ReleasePolicy};
 use serde_json::json;
 use support::{Env, OLD_IMAGE, condition, web};
 
@@ -46,10 +46,8 @@ async fn a_privileged_job_runs_only_where_the_namespace_policy_allows_it() -> an
         "hostPID": true,
         "containers": [{"name": "smoke", "image": "smoke:1", "securityContext": {"privileged": true}}]
     });
-    let release: Release = serde_json::from_value(release)?;
-    let name = release.metadata.name.clone().unwrap();
-    Api::<Release>::namespaced(dave, &env.ns)
-        .create(&PostParams::default(), &release)
+    let name = env
+        .create_as(dave, release.clone())
         .await
         .context("dave creates the Release")?;
     let _controller = env.controller();
@@ -135,14 +133,7 @@ async fn a_deployment_outside_the_policys_selector_is_left_untouched() -> anyhow
     let name = release.metadata.name.clone().unwrap();
     env.create(&release).await?;
     let _controller = env.controller();
-    let status = env
-        .wait_status(&name, "Stalled PolicyViolation", |s| {
-            s.conditions.iter().any(|c| {
-                c.type_ == "Stalled" && c.status == "True" && c.reason == "PolicyViolation"
-            })
-        })
-        .await?;
-    let message = condition(&status, "Stalled").message.clone();
+    let message = env.wait_stalled(&name, "PolicyViolation").await?;
     for expected in [
         "spec.stages[1].deployments[0]",
         "web-prod",

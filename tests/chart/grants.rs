@@ -142,6 +142,7 @@ pub fn workload_grants() -> Grants {
         ("apps", "deployments", &["get", "list", "watch", "patch"]),
         ("batch", "jobs", &["list", "watch", "create"]),
         ("", "pods", &["list"]),
+        ("relman.io", "releasepolicies", &["get", "list", "watch"]),
     ])
 }
 

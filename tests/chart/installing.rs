@@ -25,7 +25,7 @@ async fn chart_installs_on_the_control_plane() -> anyhow::Result<()> {
     let objects = documents(&manifests)?;
     assert_eq!(
         find(&objects, "CustomResourceDefinition").len(),
-        3,
+        4,
         "--include-crds renders the chart's CRDs"
     );
     apply(cp, &manifests)?;

@@ -64,6 +64,17 @@ impl Env {
         Ok(())
     }
 
+    /// Creates the Release written as `release` (JSON) with `client` (e.g. a developer's);
+    /// returns its name.
+    pub async fn create_as(&self, client: kube::Client, release: Value) -> anyhow::Result<String> {
+        let release: Release = serde_json::from_value(release)?;
+        let name = release.metadata.name.clone().unwrap_or_default();
+        Api::<Release>::namespaced(client, &self.ns)
+            .create(&PostParams::default(), &release)
+            .await?;
+        Ok(name)
+    }
+
     /// Starts a controller for the test's namespace; it stops with the test.
     pub fn controller(&self) -> JoinHandle<()> {
         start_controller(&self.client, &self.ns, "test")
@@ -202,6 +213,23 @@ impl Env {
                 .any(|c| c.type_ == type_ && c.status == status)
         })
         .await
+    }
+
+    /// Waits until the Release is `Stalled=True` for `reason`; returns the Stalled message.
+    pub async fn wait_stalled(&self, name: &str, reason: &str) -> anyhow::Result<String> {
+        let status = self
+            .wait_status(name, &format!("Stalled {reason}"), |s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == reason)
+            })
+            .await?;
+        Ok(status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .map(|c| c.message.clone())
+            .unwrap_or_default())
     }
 
     /// Waits until the Release's status satisfies `holds` (described by `what`); returns it.

@@ -21,6 +21,19 @@ fn governed(namespace: &str, spec: serde_json::Value) -> (String, NamespacePolic
     )
 }
 
+/// Takes the release through staging to production's gates.
+fn verify_staging(world: &mut World) {
+    world.run_until_waiting();
+    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
+    world.run_until_waiting();
+}
+
+/// Production waits for a sign-off; returns the Ready message.
+fn awaiting_approval(world: &World) -> String {
+    assert_eq!(phase(world), ReleasePhase::AwaitingApproval);
+    condition(world, "Ready").2
+}
+
 fn stalled_for_policy(world: &World, plan: &Plan, parts: &[&str]) {
     assert_eq!(plan.action, Action::None);
     assert_condition(world, "Stalled", "True", "PolicyViolation");
@@ -112,11 +125,8 @@ fn the_policys_sign_off_holds_when_the_release_asks_for_none() {
         PRODUCTION_NS,
         json!({"gates": {"approval": {"approvers": 2, "independent": false}}}),
     )]);
-    world.run_until_waiting();
-    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
-    world.run_until_waiting();
-    assert_eq!(phase(&world), ReleasePhase::AwaitingApproval);
-    let (_, _, message) = condition(&world, "Ready");
+    verify_staging(&mut world);
+    let message = awaiting_approval(&world);
     assert!(message.contains("needs 2 approval(s)"), "{message}");
     assert!(
         message.contains("ReleasePolicy prod/rules demands it"),
@@ -146,13 +156,10 @@ fn the_creator_cannot_sign_off_their_own_release_when_the_policy_says_so() {
     world
         .policies
         .extend([governed(PRODUCTION_NS, json!({"gates": {"approval": {}}}))]);
-    world.run_until_waiting();
-    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
-    world.run_until_waiting();
+    verify_staging(&mut world);
     world.approve_production(); // alice, the creator
     world.run_until_waiting();
-    assert_eq!(phase(&world), ReleasePhase::AwaitingApproval);
-    let (_, _, message) = condition(&world, "Ready");
+    let message = awaiting_approval(&world);
     assert!(message.contains("alice's own do not count"), "{message}");
     world.decide("production", "bob", VERSION, Decision::Approved);
     world.run_until_waiting();
@@ -169,13 +176,10 @@ fn without_a_record_of_the_creator_no_independent_sign_off_counts() {
     world
         .policies
         .extend([governed(PRODUCTION_NS, json!({"gates": {"approval": {}}}))]);
-    world.run_until_waiting();
-    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
-    world.run_until_waiting();
+    verify_staging(&mut world);
     world.decide("production", "bob", VERSION, Decision::Approved);
     world.run_until_waiting();
-    assert_eq!(phase(&world), ReleasePhase::AwaitingApproval);
-    let (_, _, message) = condition(&world, "Ready");
+    let message = awaiting_approval(&world);
     assert!(
         message.contains("no relman.io/created-by record"),
         "{message}"
