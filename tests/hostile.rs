@@ -622,7 +622,9 @@ async fn a_release_cannot_drive_another_namespaces_deployment() -> anyhow::Resul
     assert_eq!(reason, "NamespaceNotPermitted", "{message}");
     for part in [
         "spec.stages[0].namespace".to_owned(),
-        format!("kubectl annotate namespace {victim_ns} relman.io/accept-releases-from={ns}"),
+        format!(
+            "create a ReleasePolicy in {victim_ns} with spec.acceptReleasesFrom.namespaces: [{ns}]"
+        ),
     ] {
         assert!(message.contains(&part), "{part:?} not in {message:?}");
     }

@@ -335,8 +335,8 @@ async fn a_developer_cannot_run_a_privileged_job_through_a_release() -> anyhow::
     let _controller = env.controller();
     let stalled = env.wait_stalled(&name, "JobNotPermitted").await?;
     for expected in [
-        "spec.stages[0].smokeTest.template.spec.template.spec.hostPID",
-        "serviceAccountName",
+        "spec.stages[0].smokeTest.template.spec.template.spec.serviceAccountName",
+        "hostPID",
         "volumes[0].hostPath",
         "containers[0].securityContext.privileged",
         "Restricted",

@@ -58,13 +58,13 @@ pub struct ReleaseCalendarSpec {
 
     /// When releases may not go out. A freeze beats every window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub freezes: Vec<Freeze>,
 
     /// Releases planned before their Release manifest exists, per the release guide's calendar
     /// template. They are merged with real Releases of the same application and version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 500))]
+    #[schemars(length(max = 200))]
     pub entries: Vec<CalendarEntry>,
 }
 
@@ -162,7 +162,7 @@ pub struct Freeze {
 
     /// Why there is a freeze, shown to people whose release waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1024))]
+    #[schemars(length(max = 256))]
     pub reason: Option<String>,
 
     /// When the freeze starts: a local date-time or date in the calendar's time zone (or with an
@@ -203,7 +203,7 @@ pub struct Freeze {
 #[serde(rename_all = "camelCase")]
 pub struct CalendarEntry {
     /// The release's name or number, e.g. checkout-2.3.0 or REL-142.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 128))]
     pub name: String,
     /// The application.
     #[schemars(length(min = 1, max = 63))]
@@ -225,11 +225,11 @@ pub struct CalendarEntry {
     pub release_type: ReleaseType,
     /// The rollback plan (URL or text). An entry without one is reported as a conflict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = 256))]
     pub rollback_plan: Option<String>,
     /// Notes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 8192))]
+    #[schemars(length(max = 256))]
     pub notes: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::release::{ReleaseType, Requirement};
+use super::schema::label_selector_schema;
 
 /// The rules a namespace's owner sets for every Release stage that deploys into it.
 ///
@@ -70,6 +71,7 @@ pub struct SourceNamespaces {
     pub namespaces: Vec<SourceNamespaceName>,
     /// Namespaces by label (a Namespace whose labels match is accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "label_selector_schema")]
     pub namespace_selector: Option<LabelSelector>,
 }
 
@@ -90,6 +92,7 @@ pub struct SourceNamespaceName(
 pub struct DeploymentRules {
     /// Only Deployments whose labels match are driven; a stage naming another one stalls
     /// before anything changes.
+    #[schemars(schema_with = "label_selector_schema")]
     pub selector: LabelSelector,
 }
 

@@ -126,7 +126,7 @@ pub struct ReleaseSpec {
     /// tests prepared), e.g. "acceptance criteria met" or "security scan passed". Each is met by
     /// an approved ReleaseApproval for it, or by a condition on another object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self.all(r, self.exists_one(s, s.name == r.name))").message("spec.requirements names must be unique"))]
     pub requirements: Vec<Requirement>,
 
@@ -211,17 +211,18 @@ pub struct ReleaseNotes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 8192))]
     pub summary: Option<String>,
-    /// The notable changes, one per item.
+    /// The notable changes, one per item (at most 100 items of 500 characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 200))]
+    #[schemars(length(max = 100), inner(length(max = 500)))]
     pub notable_changes: Vec<String>,
-    /// What users or operators must do when upgrading. A Major release must list them or say "none".
+    /// What users or operators must do when upgrading. A Major release must list them or say
+    /// "none". At most 50 items of 500 characters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 50), inner(length(max = 500)))]
     pub migration_steps: Vec<String>,
-    /// Known issues that ship with this release.
+    /// Known issues that ship with this release (at most 50 items of 500 characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 50), inner(length(max = 500)))]
     pub known_issues: Vec<String>,
 }
 
@@ -488,9 +489,9 @@ pub struct IncidentRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 8192))]
     pub root_cause: Option<String>,
-    /// Follow-up actions agreed in the review.
+    /// Follow-up actions agreed in the review (at most 50 items of 500 characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = 50), inner(length(max = 500)))]
     pub action_items: Vec<String>,
 }
 

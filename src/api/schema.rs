@@ -74,3 +74,36 @@ pub fn job_template_schema(_: &mut SchemaGenerator) -> Schema {
 pub fn preserve_unknown_object_opt(generator: &mut SchemaGenerator) -> Schema {
     preserve_unknown_object(generator)
 }
+
+/// A label selector with every list, map and string bounded, so a policy's size and the cost of
+/// matching it are known at admission; the operator is checked there too.
+pub fn label_selector_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "A Kubernetes label selector: matchLabels and matchExpressions, ANDed.",
+        "properties": {
+            "matchLabels": {
+                "type": "object",
+                "maxProperties": 32,
+                "additionalProperties": {"type": "string", "maxLength": 63},
+            },
+            "matchExpressions": {
+                "type": "array",
+                "maxItems": 16,
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {"type": "string", "maxLength": 317},
+                        "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                        "values": {
+                            "type": "array",
+                            "maxItems": 32,
+                            "items": {"type": "string", "maxLength": 63},
+                        },
+                    },
+                },
+            },
+        },
+    })
+}

@@ -141,3 +141,118 @@ fn crds_carry_the_conventions() {
     assert_eq!(crds[2]["spec"]["names"]["shortNames"][0], "relcal");
     assert_eq!(crds[2]["spec"]["scope"], "Cluster");
 }
+
+/// The most bytes a value of `schema` can take as JSON: strings count four bytes a character
+/// (UTF-8's worst), lists and maps their bound times their items. `Err` names the first field
+/// without a bound. Embedded objects kept as written (`x-kubernetes-preserve-unknown-fields`:
+/// the Job templates) are bounded only by the API server's request limit and count as zero.
+fn worst_case_bytes(schema: &serde_json::Value, path: &str) -> Result<u64, String> {
+    use serde_json::Value;
+    let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return Ok(0);
+    }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        let longest = values
+            .iter()
+            .map(|v| v.to_string().len() as u64)
+            .max()
+            .unwrap_or(0);
+        return Ok(longest);
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => match (bound("maxLength"), schema.get("format")) {
+            // A pattern of ASCII classes (names, labels) allows one byte a character.
+            (Some(max), _)
+                if schema
+                    .get("pattern")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| !p.contains("[^")) =>
+            {
+                Ok(max + 2)
+            }
+            (Some(max), _) => Ok(max * 4 + 2),
+            (None, Some(format)) if format == "date-time" => Ok(40),
+            _ => Err(format!("{path}: a string without maxLength")),
+        },
+        Some("integer" | "number") => Ok(20),
+        Some("boolean") => Ok(5),
+        Some("array") => {
+            let max = bound("maxItems").ok_or(format!("{path}: a list without maxItems"))?;
+            let item = worst_case_bytes(&schema["items"], &format!("{path}[]"))?;
+            Ok(max * (item + 1) + 2)
+        }
+        _ => {
+            let mut total = 2;
+            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                for (name, field) in properties {
+                    total +=
+                        name.len() as u64 + 4 + worst_case_bytes(field, &format!("{path}.{name}"))?;
+                }
+            }
+            if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+                let max =
+                    bound("maxProperties").ok_or(format!("{path}: a map without maxProperties"))?;
+                total += max * (63 * 4 + 4 + worst_case_bytes(values, &format!("{path}{{}}"))?);
+            }
+            Ok(total)
+        }
+    }
+}
+
+#[test]
+fn every_string_list_and_map_of_every_spec_is_bounded_well_below_etcds_limit() {
+    // etcd refuses a request over 1.5 MiB; the bounded part of a spec, every free-text field
+    // full of four-byte characters, keeps under 1 MiB of it, leaving room for the Job
+    // templates, the metadata and the status.
+    const BUDGET: u64 = 1024 * 1024;
+    for crd in super::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .unwrap(),
+        )
+        .unwrap();
+        let spec = &schema["properties"]["spec"];
+        let bytes = worst_case_bytes(spec, "spec").unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(bytes < BUDGET, "{name}: a spec may take {bytes} bytes");
+    }
+    // The test cannot pass by seeing nothing: an unbounded string is found.
+    let unbounded = serde_json::json!({"properties": {"a": {"type": "string"}}});
+    assert_eq!(
+        worst_case_bytes(&unbounded, "spec"),
+        Err("spec.a: a string without maxLength".to_owned())
+    );
+}
+
+#[test]
+fn the_largest_release_notes_fit_a_config_map() {
+    // What the schema allows at most, in four-byte characters: the published notes ConfigMap
+    // (at most 1 MiB of data) can always hold them, so publishing never fails on size.
+    let long = |n: usize| "𝄞".repeat(n);
+    let notes = super::release::ReleaseNotes {
+        summary: Some(long(8192)),
+        notable_changes: vec![long(500); 100],
+        migration_steps: vec![long(500); 50],
+        known_issues: vec![long(500); 50],
+    };
+    let mut release: super::Release = super::Release::new(
+        "checkout-2-3-0",
+        serde_yaml::from_str::<ReleaseSpec>(RELEASE).unwrap(),
+    );
+    release.spec.notes = Some(notes);
+    release.spec.rollback_plan = Some(long(4096));
+    let rendered = crate::notes::render(&release, "2026-12-06");
+    let bytes = rendered.len();
+    assert!(
+        bytes > 400_000,
+        "the notes were rendered in full: {bytes} bytes"
+    );
+    assert!(
+        bytes < 1024 * 1024 - 16 * 1024,
+        "{bytes} bytes do not fit a ConfigMap with room"
+    );
+}

@@ -289,15 +289,14 @@ fn restricted(pod: &PodSpec, bad: &mut impl FnMut(String, &str)) {
     let pod_seccomp = context
         .and_then(|c| c.seccomp_profile.as_ref())
         .map(|p| p.type_.as_str());
+    // Unconfined is baseline's finding already.
     if !windows
-        && let Some(kind) = pod_seccomp.filter(|t| !matches!(*t, "RuntimeDefault" | "Localhost"))
+        && pod_seccomp.is_some_and(|t| !matches!(t, "RuntimeDefault" | "Localhost" | "Unconfined"))
     {
-        if kind != "Unconfined" {
-            bad(
-                "securityContext.seccompProfile.type".into(),
-                "must be RuntimeDefault or Localhost at the restricted level",
-            );
-        }
+        bad(
+            "securityContext.seccompProfile.type".into(),
+            "must be RuntimeDefault or Localhost at the restricted level",
+        );
     }
     let lists: [(&str, Vec<Option<&SecurityContext>>); 3] = [
         (
