@@ -13,8 +13,11 @@ HELM = $(shell bash testenv/build.sh 2>/dev/null | tail -n 1)/helm
 export HELM_CACHE_HOME := $(CURDIR)/target/helm/cache
 export HELM_CONFIG_HOME := $(CURDIR)/target/helm/config
 export HELM_DATA_HOME := $(CURDIR)/target/helm/data
-# Values that switch on every optional part of the chart, for lint and template.
-CHART_ALL_ON := --set watchNamespace=apps --set 'rbac.stageNamespaces={apps-staging,apps-prod}' \
+# The chart renders only when told where relman may act: every namespace ...
+CHART_CLUSTER_WIDE := --set clusterWide=true
+# ... or a list of namespaces, here with every optional part of the chart switched on.
+CHART_ALL_ON := --set 'managedNamespaces={apps,apps-staging,apps-prod}' \
+  --set 'rbac.notificationSecretNames={releases-channel}' \
   --set serviceMonitor.enabled=true --set 'serviceMonitor.labels.release=prometheus' \
   --set approvalPolicy.signoff.group=release-managers \
   --set 'approvalPolicy.namespaceSelector.matchLabels.relman\.io/approvals=enforced' \
@@ -95,10 +98,10 @@ integrations: ## Go tests of the Argo CD health check, kstatus and Flux examples
 	bash integrations/test.sh
 
 .PHONY: chart-lint
-chart-lint: testenv ## helm lint --strict and helm template of charts/relman (defaults and every option on)
-	$(HELM) lint --strict $(CHART)
+chart-lint: testenv ## helm lint --strict and helm template of charts/relman (clusterWide, and managedNamespaces with every option on)
+	$(HELM) lint --strict $(CHART) $(CHART_CLUSTER_WIDE)
 	$(HELM) lint --strict $(CHART) $(CHART_ALL_ON)
-	$(HELM) template relman $(CHART) --namespace relman-system >/dev/null
+	$(HELM) template relman $(CHART) --namespace relman-system $(CHART_CLUSTER_WIDE) >/dev/null
 	$(HELM) template relman $(CHART) --namespace relman-system $(CHART_ALL_ON) >/dev/null
 	@echo "chart $(CHART): lint and template passed"
 

@@ -10,6 +10,7 @@ use clap::Parser;
 
 use crate::api::duration::parse_duration;
 use crate::controller::DEFAULT_CONCURRENCY;
+use crate::k8s::scope::Scope;
 use crate::leader::{self, DEFAULT_LEASE_NAME, LeaderElectionConfig, LeaderError};
 
 /// relman: gated staging and production rollouts, smoke tests and automatic reverts to the
@@ -26,10 +27,12 @@ pub struct Settings {
     #[arg(long, env = "RELMAN_PROBE_ADDR", default_value = "0.0.0.0:8081", value_parser = socket_addr("RELMAN_PROBE_ADDR", "0.0.0.0:8081"))]
     pub probe_addr: SocketAddr,
 
-    /// Serve only the Releases of this namespace (and watch only its Jobs, Deployments and
-    /// approvals); empty or unset serves every namespace.
-    #[arg(long, env = "RELMAN_NAMESPACE", value_parser = optional)]
-    pub namespace: Option<String>,
+    /// Serve only the Releases of these namespaces, a comma-separated list (a,b,c), and watch
+    /// Jobs, Deployments and approvals only there, one watch per namespace; empty or unset
+    /// serves every namespace.
+    #[arg(long, env = "RELMAN_NAMESPACE", default_value = "", hide_default_value = true,
+          value_parser = namespaces)]
+    pub namespace: Scope,
 
     /// Keep the status of only the ReleaseCalendars with these labels (a label selector);
     /// empty or unset keeps every calendar's.
@@ -123,7 +126,6 @@ impl Settings {
     /// Empty strings (variables set to "") read as unset.
     pub fn normalized(mut self) -> Self {
         for value in [
-            &mut self.namespace,
             &mut self.calendar_selector,
             &mut self.pod_name,
             &mut self.log,
@@ -216,6 +218,15 @@ fn policy_ref(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A comma-separated list of namespaces; empty is every namespace. Whitespace alone, an empty
+/// item or a name that cannot be a namespace is an error, never every namespace.
+fn namespaces(text: &str) -> Result<Scope, String> {
+    if !text.is_empty() && text.trim().is_empty() {
+        return Err("RELMAN_NAMESPACE is only whitespace: unset it or list namespaces".to_owned());
+    }
+    Scope::parse(text).map_err(|e| format!("RELMAN_NAMESPACE: {e}"))
+}
+
 /// A parser of socket addresses whose errors name `variable`; empty is `default`.
 fn socket_addr(
     variable: &'static str,
@@ -299,7 +310,7 @@ mod tests {
         let settings = parse(&["--pod-name", "relman-0"]).unwrap();
         assert_eq!(settings.http_addr, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(settings.concurrency, DEFAULT_CONCURRENCY);
-        assert_eq!(settings.namespace, None);
+        assert_eq!(settings.namespace, Scope::All);
         assert_eq!(settings.log_format, LogFormat::Text);
         let election = settings.leader_election().unwrap().expect("on by default");
         assert_eq!(election.lease_name, DEFAULT_LEASE_NAME);
@@ -368,10 +379,38 @@ mod tests {
             parse(&["--namespace=  "]).is_err(),
             "whitespace never means every namespace"
         );
+        for slip in [
+            "--namespace=shop,",
+            "--namespace=shop,,prod",
+            "--namespace=Shop",
+        ] {
+            let error = parse(&[slip]).unwrap_err().to_string();
+            assert!(error.contains("RELMAN_NAMESPACE"), "{slip}: {error}");
+        }
         // Any log format but json is text, as it always was.
         assert_eq!(
             parse(&["--log-format=pretty"]).unwrap().log_format,
             LogFormat::Text
+        );
+    }
+
+    #[test]
+    fn namespaces_are_one_or_a_list() {
+        assert_eq!(
+            parse(&["--namespace=shop"]).unwrap().namespace,
+            Scope::one("shop")
+        );
+        let list = parse(&["--namespace", "shop, shop-staging,shop-prod"])
+            .unwrap()
+            .namespace;
+        assert_eq!(
+            list,
+            Scope::Namespaces(
+                ["shop", "shop-prod", "shop-staging"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            )
         );
     }
 
@@ -408,7 +447,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(settings.http_addr, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(settings.namespace, None);
+        assert_eq!(settings.namespace, Scope::All);
         assert_eq!(settings.calendar_selector, None);
         assert_eq!(settings.log, None);
         assert_eq!(settings.log_format, LogFormat::Text);

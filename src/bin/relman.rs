@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calendars = CalendarController::new(
         client.clone(),
         CalendarScope {
-            release_namespace: namespace.clone(),
+            release_namespaces: namespace.clone(),
             calendar_selector: settings.calendar_selector.clone(),
         },
     )

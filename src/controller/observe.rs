@@ -68,9 +68,33 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
         now,
     )
     .await?;
+    // A stage namespace whose Namespace relman may not read is one it does not manage: nothing
+    // there is read either (the release stalls on that namespace's consent before any step).
+    let unreachable: BTreeSet<String> = namespace_consent
+        .iter()
+        .filter(|(_, consent)| matches!(consent, NamespaceConsent::Unreadable { .. }))
+        .map(|(ns, _)| ns.clone())
+        .collect();
     let mut recheck = Recheck::default();
-    let deployments = deployments(ctx, &caches, release, &namespace, &known, &mut recheck).await?;
-    let mut jobs = jobs(ctx, &caches, release, &namespace, &mut recheck).await?;
+    let deployments = deployments(
+        ctx,
+        &caches,
+        release,
+        &namespace,
+        &unreachable,
+        &known,
+        &mut recheck,
+    )
+    .await?;
+    let mut jobs = jobs(
+        ctx,
+        &caches,
+        release,
+        &namespace,
+        &unreachable,
+        &mut recheck,
+    )
+    .await?;
     for taken in ctx.memos.taken_jobs.of(&release.uid().unwrap_or_default()) {
         if !jobs
             .iter()
@@ -353,6 +377,7 @@ async fn deployments(
     caches: &Caches,
     release: &Release,
     namespace: &str,
+    unreachable: &BTreeSet<String>,
     known: &KnownReleases,
     recheck: &mut Recheck,
 ) -> Result<Vec<ObservedDeployment>> {
@@ -360,6 +385,9 @@ async fn deployments(
     let mut out = Vec::new();
     for stage in &release.spec.stages {
         let ns = stage.namespace_or(namespace);
+        if unreachable.contains(ns) {
+            continue;
+        }
         for name in &stage.deployments {
             if !seen.insert((ns.to_owned(), name.0.clone())) {
                 continue;
@@ -455,19 +483,23 @@ fn pod_selector(deployment: &Deployment) -> Option<String> {
 }
 
 /// The Jobs of `release` in its stage namespaces: from the controller's Job cache once it has
-/// listed everything, else from the API.
+/// listed everything and watches every stage namespace, else from the API.
 async fn jobs(
     ctx: &Context,
     caches: &Caches,
     release: &Release,
     namespace: &str,
+    unreachable: &BTreeSet<String>,
     recheck: &mut Recheck,
 ) -> Result<Vec<ObservedJob>> {
     let client = &ctx.client;
     let release_label = fit_name(&release.name_any());
     let selector = format!("{LABEL_RELEASE}={release_label},{LABEL_RELEASE_NAMESPACE}={namespace}");
-    let namespaces = stage_namespaces(release, namespace);
-    let cached = caches.jobs.as_ref().and_then(|cache| {
+    let mut namespaces = stage_namespaces(release, namespace);
+    namespaces.retain(|ns| !unreachable.contains(ns));
+    // The cache holds only the watched namespaces' Jobs: a stage elsewhere is read from the API.
+    let watched = namespaces.iter().all(|ns| caches.scope.contains(ns));
+    let cached = caches.jobs.as_ref().filter(|_| watched).and_then(|cache| {
         cache.filter(|job| {
             let labels = job.labels();
             labels.get(LABEL_RELEASE) == Some(&release_label)

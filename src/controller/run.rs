@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 
 use super::context::Context;
 use super::gates::KnownReleases;
@@ -25,38 +25,30 @@ use crate::api::labels::{
 };
 use crate::api::{Release, ReleaseApproval, ReleaseCalendar, ReleasePolicy};
 use crate::error::Result;
+use crate::k8s::scope::{Scope, watch_in};
 use crate::k8s::{self};
 
-/// An Api for `K` in `namespace`, or in all namespaces.
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Runs the controller until `shutdown` completes. With `namespace` it reconciles only the
-/// Releases of that namespace (and watches only its Jobs, Deployments and approvals).
+/// Runs the controller until `shutdown` completes. With a list of namespaces in `scope` it
+/// reconciles only the Releases of those namespaces and watches Releases, Jobs, Deployments
+/// and approvals with one watch per namespace, so it needs `list` and `watch` only there.
 pub async fn run(
     ctx: Arc<Context>,
-    namespace: Option<String>,
+    scope: Scope,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let client = ctx.client.clone();
-    let ns = namespace.as_deref();
-    let releases: Api<Release> = scoped(&client, ns);
     // Fail fast, with the fix, when the CRDs are not installed.
-    releases
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot list Releases: are relman's CRDs installed? (kubectl apply -f crds/)");
-            e
-        })?;
+    for releases in scope.apis::<Release>(&client) {
+        releases
+            .list(&ListParams::default().limit(1))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, namespace = releases.namespace().unwrap_or("*"),
+                    "cannot list Releases: are relman's CRDs installed (kubectl apply -f crds/) and may relman list them there?");
+                e
+            })?;
+    }
+    tracing::info!(namespaces = %scope, "reconciling Releases");
 
     // One Release watch, resumed with a fresh list when the API server lost its version (see
     // `k8s::watch`). Besides waking the Release itself, a Release that changes or goes away
@@ -68,9 +60,13 @@ pub async fn run(
     let gone = ctx.clone();
     let release_events = reflector(
         writer,
-        k8s::watch::watch(releases, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(slim_release),
+        watch_in(
+            &client,
+            &scope,
+            watcher::Config::default().any_semantic(),
+            store.clone(),
+        )
+        .modify(slim_release),
     )
     .inspect(move |event| {
         // Only a Release that finished or went away frees a Deployment; looking at every
@@ -106,28 +102,27 @@ pub async fn run(
         *known = KnownReleases::from_store(store.clone());
     }
     ctx.gate_watches.set_releases(store.clone());
-    let (jobs, job_events) = Cache::watch(
-        scoped::<Job>(&client, ns),
+    let (jobs, job_events) = Cache::<Job>::watch(
+        &client,
+        &scope,
         watcher::Config::default().labels(LABEL_RELEASE),
     );
-    let (approvals, approval_events) = Cache::watch(
-        scoped::<ReleaseApproval>(&client, ns),
-        watcher::Config::default(),
-    );
-    let (deployments, deployment_events) = Cache::watch(
-        scoped::<Deployment>(&client, ns),
+    let (approvals, approval_events) =
+        Cache::<ReleaseApproval>::watch(&client, &scope, watcher::Config::default());
+    let (deployments, deployment_events) = Cache::<Deployment>::watch(
+        &client,
+        &scope,
         watcher::Config::default().labels(LABEL_RELEASE),
     );
-    let (policies, policy_events) = Cache::watch(
-        scoped::<ReleasePolicy>(&client, ns),
-        watcher::Config::default(),
-    );
+    let (policies, policy_events) =
+        Cache::<ReleasePolicy>::watch(&client, &scope, watcher::Config::default());
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Caches {
+            scope: scope.clone(),
             jobs: Some(jobs),
             approvals: Some(approvals),
             deployments: Some(deployments),
-            policies: Some((policies, namespace.clone())),
+            policies: Some(policies),
         };
     }
     let policy_store = store.clone();

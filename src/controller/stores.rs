@@ -16,12 +16,12 @@ use std::time::Duration;
 use futures::Stream;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use kube::Resource;
-use kube::api::Api;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
 
 use crate::api::{ReleaseApproval, ReleasePolicy};
+use crate::k8s::scope::{Scope, watch_in};
 
 /// A store and whether it has listed everything yet.
 #[derive(Clone)]
@@ -32,7 +32,7 @@ pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
 
 impl<K> Cache<K>
 where
-    K: Resource<DynamicType = ()>
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -40,11 +40,13 @@ where
         + Sync
         + 'static,
 {
-    /// A cache of what `api` lists under `config`, and the stream that fills it (touched
-    /// objects, for `Controller::watches_stream`). Managed fields are dropped: nothing reads
-    /// them, and they are much of an object's size.
+    /// A cache of what lists under `config` in `scope` (one watch per namespace, or one for
+    /// every namespace), and the stream that fills it (touched objects, for
+    /// `Controller::watches_stream`). Managed fields are dropped: nothing reads them, and they
+    /// are much of an object's size.
     pub fn watch(
-        api: Api<K>,
+        client: &Client,
+        scope: &Scope,
         config: watcher::Config,
     ) -> (
         Self,
@@ -55,8 +57,7 @@ where
         let ready = Arc::new(AtomicBool::new(false));
         let stream = reflector(
             writer,
-            crate::k8s::watch::watch(api, config)
-                .default_backoff()
+            watch_in(client, scope, config, store.clone())
                 .modify(|object: &mut K| object.meta_mut().managed_fields = None),
         )
         .touched_objects();
@@ -108,23 +109,25 @@ where
 /// The caches one controller keeps; empty outside a running controller (reads go to the API).
 #[derive(Clone, Default)]
 pub struct Caches {
+    /// The namespaces the caches watch: a Job in another namespace is read from the API.
+    pub scope: Scope,
     /// The Jobs labelled with `relman.io/release`.
     pub jobs: Option<Cache<Job>>,
     /// Every ReleaseApproval the controller may read.
     pub approvals: Option<Cache<ReleaseApproval>>,
     /// The Deployments labelled with `relman.io/release` (those relman drives or drove).
     pub deployments: Option<Cache<Deployment>>,
-    /// The ReleasePolicies of the namespace the controller serves (`Some(namespace)`) or of
-    /// every namespace (`None`); a namespace outside it is read from the API.
-    pub policies: Option<(Cache<ReleasePolicy>, Option<String>)>,
+    /// The ReleasePolicies of the namespaces in `scope`; another namespace's are read from
+    /// the API.
+    pub policies: Option<Cache<ReleasePolicy>>,
 }
 
 impl Caches {
     /// The ReleasePolicies of `namespace`, or `None` when the cache does not cover it (or has
     /// not listed everything yet).
     pub fn policies_of(&self, namespace: &str) -> Option<Vec<Arc<ReleasePolicy>>> {
-        let (cache, scope) = self.policies.as_ref()?;
-        if scope.as_deref().is_some_and(|s| s != namespace) {
+        let cache = self.policies.as_ref()?;
+        if !self.scope.contains(namespace) {
             return None;
         }
         cache.filter(|p| p.metadata.namespace.as_deref() == Some(namespace))

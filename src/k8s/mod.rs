@@ -3,5 +3,6 @@
 
 pub mod deployment;
 pub mod job;
+pub mod scope;
 pub mod status;
 pub mod watch;

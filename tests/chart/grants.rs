@@ -30,12 +30,24 @@ pub async fn install_rbac(
     service_account_client(cp, ns, &format!("{ns}-relman")).await
 }
 
-/// For a relman that watches only namespace `<prefix>-…` and deploys to `<prefix>-stage-…`
-/// (new test namespaces): [`install_rbac`] with `watchNamespace` and `rbac.stageNamespaces`
-/// set to them. Returns the two namespaces and the ServiceAccount's client.
+/// [`install_rbac`] with `clusterWide=true`: relman may act in every namespace.
+pub async fn install_cluster_wide_rbac(
+    cp: &ControlPlane,
+    ns: &str,
+    args: &[&str],
+) -> anyhow::Result<kube::Client> {
+    let mut all = vec!["--set", "clusterWide=true"];
+    all.extend_from_slice(args);
+    install_rbac(cp, ns, &all).await
+}
+
+/// For a relman that manages namespace `<prefix>-…` and `<prefix>-stage-…` (new test
+/// namespaces) and no other: [`install_rbac`] with `managedNamespaces` set to them. Returns
+/// the two namespaces and the ServiceAccount's client.
 pub async fn install_namespaced_rbac(
     cp: &ControlPlane,
     prefix: &str,
+    args: &[&str],
 ) -> anyhow::Result<(String, String, kube::Client)> {
     let ns = cp.test_namespace(prefix).await?.name().to_owned();
     let stage_ns = cp
@@ -43,17 +55,10 @@ pub async fn install_namespaced_rbac(
         .await?
         .name()
         .to_owned();
-    let relman = install_rbac(
-        cp,
-        &ns,
-        &[
-            "--set",
-            &format!("watchNamespace={ns}"),
-            "--set",
-            &format!("rbac.stageNamespaces={{{stage_ns}}}"),
-        ],
-    )
-    .await?;
+    let managed = format!("managedNamespaces={{{ns},{stage_ns}}}");
+    let mut all = vec!["--set", managed.as_str()];
+    all.extend_from_slice(args);
+    let relman = install_rbac(cp, &ns, &all).await?;
     Ok((ns, stage_ns, relman))
 }
 
@@ -124,7 +129,8 @@ pub fn default_grants() -> Grants {
     ])
 }
 
-/// What relman needs where it reconciles Releases — each line is an API call in src/.
+/// What relman needs where it reconciles Releases — each line is an API call in src/ —
+/// except Secrets ([`secret_grants`]).
 pub fn release_grants() -> Grants {
     grants(&[
         ("relman.io", "releases", &["get", "list", "watch"]),
@@ -132,11 +138,24 @@ pub fn release_grants() -> Grants {
         ("relman.io", "releaseapprovals", &["list", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
         ("", "configmaps", &["get", "create", "patch"]),
-        ("", "secrets", &["get"]),
     ])
 }
 
-/// What relman needs where a stage deploys.
+/// The notification Secrets: `get` by name only, on any Secret (`names` empty) or on the
+/// Secrets of `names` (`rbac.notificationSecretNames`).
+pub fn secret_grants(names: &[&str]) -> Grants {
+    if names.is_empty() {
+        return grants(&[("", "secrets", &["get"])]);
+    }
+    names
+        .iter()
+        .map(|name| grant("", "secrets", "get", name))
+        .collect()
+}
+
+/// What relman needs where a stage deploys. The ReleasePolicy rule is granted ahead of the
+/// code that reads it: its CRD is not installed here yet, so no test can show relman using it;
+/// the rules review below still shows it is granted, and where.
 pub fn workload_grants() -> Grants {
     grants(&[
         ("apps", "deployments", &["get", "list", "watch", "patch"]),
@@ -146,17 +165,28 @@ pub fn workload_grants() -> Grants {
     ])
 }
 
-/// Cluster-scoped, without watchNamespace: read any Namespace, for the consent of a stage
-/// namespace other than its Release's (`relman.io/accept-releases-from`).
+/// Cluster-scoped, with clusterWide: read any Namespace, for the consent of a stage namespace
+/// other than its Release's (`relman.io/accept-releases-from`).
 pub fn namespace_grants() -> Grants {
     grants(&[("", "namespaces", &["get"])])
 }
 
-/// Cluster-scoped: the calendars, and their status.
+/// Cluster-scoped: the calendars and their status, and the admission policies and bindings
+/// (read only; like ReleasePolicies, granted ahead of the code that reads them).
 pub fn cluster_grants() -> Grants {
     grants(&[
         ("relman.io", "releasecalendars", &["get", "list", "watch"]),
         ("relman.io", "releasecalendars/status", &["patch"]),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            &["get", "list", "watch"],
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+            &["get", "list", "watch"],
+        ),
     ])
 }
 
@@ -211,6 +241,23 @@ pub async fn granted(client: &kube::Client, namespace: &str) -> anyhow::Result<G
         }
     }
     Ok(out)
+}
+
+/// [`granted`], asked again for up to 20 s until it equals `expected`: the authorizer picks up
+/// changed RBAC objects a moment after they are written. Returns the last answer.
+pub async fn eventually_granted(
+    client: &kube::Client,
+    namespace: &str,
+    expected: &Grants,
+) -> anyhow::Result<Grants> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = granted(client, namespace).await?;
+        if &now == expected || tokio::time::Instant::now() >= deadline {
+            return Ok(now);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Asks the API server whether `client` may `verb` `resource` (of `group`) in `namespace`

@@ -1,6 +1,7 @@
 //! relman running with the chart's ServiceAccount: its controllers, the calendar, Deployments
 //! and Releases it drives, and waits on them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -8,12 +9,14 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::wait::await_condition;
 use relman::api::{Release, ReleaseCalendar, ReleaseStatus};
+use relman::controller::calendar::{CalendarController, CalendarScope};
+use relman::k8s::scope::Scope;
 use serde_json::json;
 
 pub use crate::support::image_of;
 use crate::support::{
-    self, CALENDAR_LABEL, ReleaseBuilder, calendar_controller, deployment_with, start_controller,
-    wait_deployment_available,
+    self, CALENDAR_LABEL, ReleaseBuilder, calendar_controller, context, deployment_with,
+    run_controller_in, start_controller, wait_deployment_available,
 };
 
 /// Starts what `relman` runs — the Release controller and the calendar controller — for
@@ -21,6 +24,21 @@ use crate::support::{
 pub fn start_relman(client: kube::Client, namespace: &str) {
     tokio::spawn(calendar_controller(&client, namespace).run(std::future::pending()));
     start_controller(&client, namespace, "chart-test");
+}
+
+/// [`start_relman`] for several namespaces, as `RELMAN_NAMESPACE=a,b` runs it: one watch per
+/// namespace and kind. The calendar controller keeps the calendars labelled for `namespaces[0]`.
+pub fn start_relman_in(client: kube::Client, namespaces: &[&str]) {
+    let scope = Scope::Namespaces(namespaces.iter().map(|ns| (*ns).to_owned()).collect());
+    let calendars = CalendarController::new(
+        client.clone(),
+        CalendarScope {
+            release_namespaces: scope.clone(),
+            calendar_selector: Some(format!("{CALENDAR_LABEL}={}", namespaces[0])),
+        },
+    );
+    tokio::spawn(calendars.run(std::future::pending()));
+    run_controller_in(Arc::new(context(&client, "chart-test")), scope);
 }
 
 /// Creates the test's ReleaseCalendar (named after the namespace), with a window open now.

@@ -21,7 +21,13 @@ async fn chart_installs_on_the_control_plane() -> anyhow::Result<()> {
     let ns = cp.test_namespace("chart-install").await?.name().to_owned();
     // The release is named after the namespace so that its cluster-scoped objects are unique.
     let scope = policy_scoped_to(&ns);
-    let manifests = template_text(cp, &ns, &ns, &["--include-crds", "--set-json", &scope])?;
+    let managed = format!("managedNamespaces={{{ns}}}");
+    let manifests = template_text(
+        cp,
+        &ns,
+        &ns,
+        &["--include-crds", "--set-json", &scope, "--set", &managed],
+    )?;
     let objects = documents(&manifests)?;
     assert_eq!(
         find(&objects, "CustomResourceDefinition").len(),
@@ -83,6 +89,8 @@ async fn chart_approval_policy_is_enforced_in_its_namespaces() -> anyhow::Result
             &scope,
             "--set",
             "approvalPolicy.signoff.group=release-managers",
+            "--set",
+            "clusterWide=true",
         ],
     )?;
     assert_eq!(find(&documents(&manifests)?, "ConfigMap").len(), 1);
@@ -188,11 +196,14 @@ async fn helm_installs_upgrades_and_uninstalls_on_the_control_plane() -> anyhow:
 
     // The harness installed the CRDs already; `chart_crds_read_the_same_in_go_yaml` covers
     // what helm would install.
+    let managed = format!("managedNamespaces={{{ns}}}");
     helm_on_cluster(&[
         "install",
         &ns,
         CHART,
         "--skip-crds",
+        "--set",
+        &managed,
         "--set",
         "approvalPolicy.enabled=false",
         "--set",
@@ -219,6 +230,22 @@ async fn helm_installs_upgrades_and_uninstalls_on_the_control_plane() -> anyhow:
     assert!(
         env_of(&upgraded).contains(&("RELMAN_LOG".into(), "debug".into())),
         "the upgrade changed the Deployment"
+    );
+
+    // An upgrade that would leave relman without a scope (the chart's defaults, as an upgrade
+    // from a chart before clusterWide would have) fails, naming the values, and changes nothing.
+    let refused = helm_on_cluster(&["upgrade", &ns, CHART, "--reset-values"])
+        .expect_err("an upgrade without managedNamespaces or clusterWide must fail");
+    assert!(
+        refused.to_string().contains("managedNamespaces")
+            && refused.to_string().contains("clusterWide=true"),
+        "{refused}"
+    );
+    let kept = deployments.get(&fullname).await?;
+    assert!(
+        env_of(&kept).contains(&("RELMAN_NAMESPACE".into(), ns.clone())),
+        "the refused upgrade kept relman's scope: {:?}",
+        env_of(&kept)
     );
 
     helm_on_cluster(&["uninstall", &ns, "--wait", "--timeout", "90s"])?;

@@ -12,23 +12,25 @@ use serde_json::json;
 
 use crate::denials::Denials;
 use crate::grants::{
-    Grants, allowed, assert_grants, cluster_grants, default_grants, grant, granted,
-    install_namespaced_rbac, install_rbac, lease_grants, namespace_grants, release_grants,
-    workload_grants,
+    Grants, allowed, assert_grants, cluster_grants, default_grants, eventually_granted, grant,
+    granted, install_cluster_wide_rbac, install_namespaced_rbac, install_rbac, lease_grants,
+    namespace_grants, release_grants, secret_grants, workload_grants,
 };
 use crate::harness::{
     create_deployments, create_open_calendar, events_about, image_of, release,
-    stage_elsewhere_stalls, start_relman, wait_condition,
+    stage_elsewhere_stalls, start_relman, start_relman_in, wait_condition,
 };
-use crate::support::{self, Smoke};
+use crate::support::{self, Smoke, accept_releases_from};
 
+/// With `clusterWide=true` the chart grants what relman needs in every namespace. (The
+/// controller is started for the test's namespace: other tests share the API server.)
 #[tokio::test]
-async fn chart_rbac_is_enough_for_a_release_and_a_revert() -> anyhow::Result<()> {
+async fn cluster_wide_chart_rbac_is_enough_for_a_release_and_a_revert() -> anyhow::Result<()> {
     let denials = Denials::install();
     let cp = ControlPlane::shared().await?;
     let admin = cp.client().await?;
     let ns = cp.test_namespace("chart-rbac").await?.name().to_owned();
-    let relman = install_rbac(cp, &ns, &[]).await?;
+    let relman = install_cluster_wide_rbac(cp, &ns, &[]).await?;
     create_deployments(&admin, &ns, "web").await?;
     create_deployments(&admin, &ns, "api").await?;
     create_open_calendar(&admin, &ns).await?;
@@ -146,14 +148,15 @@ async fn chart_rbac_is_enough_for_a_release_and_a_revert() -> anyhow::Result<()>
 }
 
 #[tokio::test]
-async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
+async fn cluster_wide_chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
     let ns = cp.test_namespace("chart-least").await?.name().to_owned();
-    let relman = install_rbac(cp, &ns, &[]).await?;
+    let relman = install_cluster_wide_rbac(cp, &ns, &[]).await?;
 
     // Exactly these rules, in its own namespace (cluster-wide ones plus the lease Role) ...
     let mut expected = default_grants();
     expected.extend(release_grants());
+    expected.extend(secret_grants(&[]));
     expected.extend(workload_grants());
     expected.extend(cluster_grants());
     expected.extend(namespace_grants());
@@ -167,6 +170,49 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
         elsewhere.remove(&grant);
     }
     assert_grants(&granted(&relman, &other).await?, &elsewhere, "elsewhere");
+    // The reach of clusterWide, as docs/install.md states it: any Secret by name, anywhere (no
+    // list, no watch, below) ...
+    assert!(
+        allowed(
+            &relman,
+            "get",
+            "",
+            "secrets",
+            Some(&other),
+            Some("anything")
+        )
+        .await?,
+        "clusterWide: relman gets a Secret by name in any namespace"
+    );
+    // ... unless rbac.notificationSecretNames names the only Secrets it may read.
+    install_cluster_wide_rbac(
+        cp,
+        &ns,
+        &["--set", "rbac.notificationSecretNames={releases-channel}"],
+    )
+    .await?;
+    let mut named = elsewhere.clone();
+    for grant in secret_grants(&[]) {
+        named.remove(&grant);
+    }
+    named.extend(secret_grants(&["releases-channel"]));
+    assert_grants(
+        &eventually_granted(&relman, &other, &named).await?,
+        &named,
+        "with rbac.notificationSecretNames",
+    );
+    assert!(
+        !allowed(
+            &relman,
+            "get",
+            "",
+            "secrets",
+            Some(&other),
+            Some("db-password")
+        )
+        .await?,
+        "relman may read a Secret rbac.notificationSecretNames does not name"
+    );
 
     // Spelled out, the things relman must never be able to do.
     let someone_elses_lease = allowed(
@@ -186,8 +232,10 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
         ("update", "apps", "deployments", Some(ns.as_str())),
         ("create", "apps", "deployments", Some(ns.as_str())),
         ("list", "", "secrets", None),
+        ("watch", "", "secrets", None),
         ("list", "", "secrets", Some(ns.as_str())),
         ("watch", "", "secrets", Some(ns.as_str())),
+        ("list", "", "secrets", Some(other.as_str())),
         ("create", "relman.io", "releases", Some(ns.as_str())),
         ("patch", "relman.io", "releases", Some(ns.as_str())),
         ("delete", "relman.io", "releases", Some(ns.as_str())),
@@ -218,6 +266,21 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
             "leases",
             Some(other.as_str()),
         ),
+        // relman reads the admission policies that guard Releases; it never changes them.
+        (
+            "patch",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            None,
+        ),
+        (
+            "delete",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+            None,
+        ),
+        ("create", "relman.io", "releasepolicies", Some(ns.as_str())),
+        ("patch", "relman.io", "releasepolicies", Some(ns.as_str())),
         // relman must never give itself a namespace's consent, nor list namespaces.
         ("patch", "", "namespaces", None),
         ("update", "", "namespaces", None),
@@ -232,65 +295,158 @@ async fn chart_rbac_grants_nothing_more() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The default, `clusterWide: false`: relman may act only in `managedNamespaces`. Proven with
+/// its own ServiceAccount: Releases in both managed namespaces complete, one of them with its
+/// stages in the other (the watches run per namespace), and in a namespace not listed it can
+/// neither write nor read a Secret, and a stage there stalls with nothing changed.
 #[tokio::test]
-async fn namespaced_chart_rbac_is_enough_in_the_watched_namespace_only() -> anyhow::Result<()> {
+async fn managed_namespaces_chart_rbac_is_enough_there_and_nothing_elsewhere() -> anyhow::Result<()>
+{
     let denials = Denials::install();
     let cp = ControlPlane::shared().await?;
     let admin = cp.client().await?;
-    let (ns, stage_ns, relman) = install_namespaced_rbac(cp, "chart-ns").await?;
+    let (ns, stage_ns, relman) = install_namespaced_rbac(cp, "chart-ns", &[]).await?;
+    let other = cp.test_namespace("chart-ns-other").await?.name().to_owned();
 
-    // The Releases' namespace has the namespaced rules, the stage namespace the workload rules;
-    // any other only the cluster-scoped ones, which read only the stage namespace's Namespace.
-    let stage_namespace = Grants::from([grant("", "namespaces", "get", &stage_ns)]);
-    let mut expected = default_grants();
-    expected.extend(release_grants());
-    expected.extend(workload_grants());
-    expected.extend(cluster_grants());
-    expected.extend(stage_namespace.clone());
-    expected.extend(lease_grants(&format!("{ns}-relman")));
+    // Each managed namespace has the Role (Releases and what stages drive); cluster-wide there
+    // is only what is cluster-scoped, and get on the managed namespaces' Namespace objects.
+    // (ReleasePolicies and the admission kinds are in these lists, but nothing below can show
+    // relman using them: the ReleasePolicy CRD and the code that reads both are not on this
+    // version. The rules review shows they are granted, read-only, and only where stated.)
+    let managed_namespaces = Grants::from([
+        grant("", "namespaces", "get", &ns),
+        grant("", "namespaces", "get", &stage_ns),
+    ]);
+    let mut cluster_wide = default_grants();
+    cluster_wide.extend(cluster_grants());
+    cluster_wide.extend(managed_namespaces);
+    let mut in_managed = cluster_wide.clone();
+    in_managed.extend(release_grants());
+    in_managed.extend(secret_grants(&[]));
+    in_managed.extend(workload_grants());
+    let mut in_own = in_managed.clone();
+    in_own.extend(lease_grants(&format!("{ns}-relman")));
     assert_grants(
         &granted(&relman, &ns).await?,
-        &expected,
-        "in the watched namespace",
+        &in_own,
+        "in the Releases' namespace",
     );
-    let mut in_stage = default_grants();
-    in_stage.extend(workload_grants());
-    in_stage.extend(cluster_grants());
-    in_stage.extend(stage_namespace.clone());
     assert_grants(
         &granted(&relman, &stage_ns).await?,
-        &in_stage,
-        "in the stage namespace",
+        &in_managed,
+        "in the second managed namespace",
     );
-    let other = cp.test_namespace("chart-ns-other").await?.name().to_owned();
-    let mut elsewhere = default_grants();
-    elsewhere.extend(cluster_grants());
-    elsewhere.extend(stage_namespace);
-    assert_grants(&granted(&relman, &other).await?, &elsewhere, "elsewhere");
-    assert!(
-        !allowed(&relman, "get", "", "namespaces", None, Some(&other)).await?,
-        "relman may read Namespace {other}, which no stage names"
+    assert_grants(
+        &granted(&relman, &other).await?,
+        &cluster_wide,
+        "in a namespace not listed",
     );
 
-    create_deployments(&admin, &ns, "web").await?;
+    // Spelled out for the namespace not listed, and for Secrets everywhere.
+    for (verb, group, resource) in [
+        ("patch", "apps", "deployments"),
+        ("list", "apps", "deployments"),
+        ("create", "batch", "jobs"),
+        ("list", "batch", "jobs"),
+        ("patch", "relman.io", "releases/status"),
+        ("list", "relman.io", "releases"),
+        ("create", "events.k8s.io", "events"),
+        ("create", "", "configmaps"),
+        ("get", "", "secrets"),
+        ("get", "relman.io", "releasepolicies"),
+    ] {
+        assert!(
+            !allowed(&relman, verb, group, resource, Some(&other), None).await?,
+            "relman may {verb} {group}/{resource} in {other}, which managedNamespaces does not list"
+        );
+    }
+    for namespace in [
+        None,
+        Some(ns.as_str()),
+        Some(stage_ns.as_str()),
+        Some(other.as_str()),
+    ] {
+        for verb in ["list", "watch"] {
+            assert!(
+                !allowed(&relman, verb, "", "secrets", namespace, None).await?,
+                "relman may {verb} Secrets in {namespace:?}"
+            );
+        }
+    }
+    for namespace in [&ns, &stage_ns] {
+        assert!(
+            allowed(
+                &relman,
+                "get",
+                "",
+                "secrets",
+                Some(namespace),
+                Some("releases-channel")
+            )
+            .await?,
+            "relman cannot get a notification Secret in {namespace}, which it manages"
+        );
+    }
+    assert!(
+        !allowed(&relman, "get", "", "namespaces", None, Some(&other)).await?,
+        "relman may read Namespace {other}, which managedNamespaces does not list"
+    );
+
+    // web 2.0.0 lives in ns and deploys both stages to stage_ns, which accepts it; api 2.0.0
+    // lives and deploys in stage_ns. relman watches both namespaces, as RELMAN_NAMESPACE=ns,stage_ns.
+    create_deployments(&admin, &stage_ns, "web").await?;
+    create_deployments(&admin, &stage_ns, "api").await?;
+    create_deployments(&admin, &other, "web").await?;
     create_open_calendar(&admin, &ns).await?;
-    start_relman(relman, &ns);
+    accept_releases_from(&admin, &stage_ns, Some(&ns)).await?;
+    start_relman_in(relman, &[&ns, &stage_ns]);
     let releases: Api<Release> = Api::namespaced(admin.clone(), &ns);
-    releases
+    let mut web = release("web", "2.0.0", &ns).build();
+    for stage in &mut web.spec.stages {
+        stage.namespace = Some(stage_ns.clone());
+    }
+    releases.create(&PostParams::default(), &web).await?;
+    let stage_releases: Api<Release> = Api::namespaced(admin.clone(), &stage_ns);
+    stage_releases
         .create(
             &PostParams::default(),
-            &release("web", "2.0.0", &ns).build(),
+            &release("api", "2.0.0", &ns).build(),
         )
         .await?;
     denials.explain(wait_condition(&releases, "web-2-0-0", "Ready", "True").await)?;
-    // The stage namespace's Namespace is readable by name: a release there without its consent
-    // stalls (a refused read would fail the reconcile instead).
-    denials.explain(stage_elsewhere_stalls(&releases, &stage_ns).await)?;
+    denials.explain(wait_condition(&stage_releases, "api-2-0-0", "Ready", "True").await)?;
+    let stage_deployments: Api<Deployment> = Api::namespaced(admin.clone(), &stage_ns);
+    for (name, image) in [("web-prod", "web:2.0.0"), ("api-prod", "api:2.0.0")] {
+        assert_eq!(image_of(&stage_deployments.get(name).await?), image);
+    }
     let denied = denials.on_this_thread();
     assert!(
         denied.is_empty(),
         "the controller was denied API calls with the namespaced RBAC:\n{}",
         denied.join("\n")
+    );
+
+    // A stage in the namespace not listed stalls, even with that namespace's consent: relman
+    // cannot read its Namespace, and changes nothing there.
+    accept_releases_from(&admin, &other, Some(&ns)).await?;
+    stage_elsewhere_stalls(&releases, &other).await?;
+    let stalled = wait_condition(&releases, "web-3-0-0", "Stalled", "True").await?;
+    let message = &stalled
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .ok_or_else(|| anyhow::anyhow!("no Stalled condition"))?
+        .message;
+    assert!(
+        message.contains(&format!("relman may not read Namespace {other}"))
+            && message.contains("managedNamespaces"),
+        "the stall says relman cannot reach {other} and names the chart value: {message}"
+    );
+    let other_deployments: Api<Deployment> = Api::namespaced(admin.clone(), &other);
+    assert_eq!(
+        image_of(&other_deployments.get("web-staging").await?),
+        "web:1.0.0",
+        "nothing changed in {other}"
     );
     Ok(())
 }
@@ -300,7 +456,8 @@ async fn chart_rbac_is_enough_for_leader_election() -> anyhow::Result<()> {
     let denials = Denials::install();
     let cp = ControlPlane::shared().await?;
     let ns = cp.test_namespace("chart-lease").await?.name().to_owned();
-    let relman = install_rbac(cp, &ns, &[]).await?;
+    let managed = format!("managedNamespaces={{{ns}}}");
+    let relman = install_rbac(cp, &ns, &["--set", &managed]).await?;
     // The chart's Lease name (RELMAN_LEADER_ELECTION_LEASE is the full name), short timings.
     let elector = |identity: &str| -> anyhow::Result<(LeaderElector, Leadership)> {
         let config = LeaderElectionConfig::new(format!("{ns}-relman"), &ns, identity)
@@ -353,7 +510,7 @@ async fn a_stage_namespace_where_relman_may_not_create_jobs_stalls_as_forbidden_
 -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
     let admin = cp.client().await?;
-    let (ns, stage_ns, relman) = install_namespaced_rbac(cp, "chart-403").await?;
+    let (ns, stage_ns, relman) = install_namespaced_rbac(cp, "chart-403", &[]).await?;
     create_deployments(&admin, &stage_ns, "web").await?;
     create_open_calendar(&admin, &ns).await?;
     let consent = json!({"metadata": {"annotations": {"relman.io/accept-releases-from": ns}}});
@@ -387,7 +544,7 @@ async fn a_stage_namespace_where_relman_may_not_create_jobs_stalls_as_forbidden_
         }
     };
     set_job_verbs(&["list", "watch"]).await?;
-    start_relman(relman, &ns);
+    start_relman_in(relman, &[&ns, &stage_ns]);
 
     let releases: Api<Release> = Api::namespaced(admin.clone(), &ns);
     let mut release = release("web", "2.0.0", &ns).build();
@@ -420,9 +577,7 @@ async fn a_stage_namespace_where_relman_may_not_create_jobs_stalls_as_forbidden_
         "nothing changed"
     );
 
-    // Granted again: the release goes on by itself (it looks again every minute). (A
-    // controller limited to its own namespace does not watch the stage namespace, so this test
-    // stops at the first step after the stall.)
+    // Granted again: the release goes on by itself (it looks again every minute).
     set_job_verbs(&["list", "watch", "create"]).await?;
     let status = wait_condition(&releases, "web-2-0-0", "Stalled", "False").await?;
     assert!(

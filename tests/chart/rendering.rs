@@ -111,6 +111,15 @@ async fn values_schema_rejects_unknown_and_invalid_values() -> anyhow::Result<()
             "watchNamespace",
         ),
         (
+            &["--set", "managedNamespaces={apps,Not_A_Namespace}"][..],
+            "managedNamespaces",
+        ),
+        (&["--set", "clusterWide=maybe"][..], "clusterWide"),
+        (
+            &["--set", "rbac.notificationSecretNames={Bad_Name}"][..],
+            "notificationSecretNames",
+        ),
+        (
             &[
                 "--set",
                 "rbac.conditionGateRules[0].resources={pipelineruns}",
@@ -140,7 +149,12 @@ async fn values_schema_rejects_unknown_and_invalid_values() -> anyhow::Result<()
 #[tokio::test]
 async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
-    let objects = template(cp, "relman", "relman-system", &[])?;
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &["--set", "clusterWide=true"],
+    )?;
 
     let deployment = one(&objects, "Deployment");
     let spec = &deployment["spec"]["template"]["spec"];
@@ -183,7 +197,7 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
     for unset in ["RELMAN_NAMESPACE", "RELMAN_CALENDAR_SELECTOR"] {
         assert!(
             !env.iter().any(|e| e["name"] == unset),
-            "{unset}: every namespace and calendar by default"
+            "{unset}: every namespace with clusterWide, and every calendar by default"
         );
     }
 
@@ -201,7 +215,8 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
         "CRDs live in crds/, installed by helm install, not rendered as templates"
     );
 
-    // The options: a ServiceMonitor, one namespace, extra rules for condition gates.
+    // The options: a ServiceMonitor, managed namespaces (listed twice, out of order), extra
+    // rules for condition gates.
     let objects = template(
         cp,
         "relman",
@@ -210,11 +225,9 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
             "--set",
             "serviceMonitor.enabled=true",
             "--set",
-            "watchNamespace=apps",
+            "managedNamespaces={apps-prod,apps,apps}",
             "--set",
             "calendarSelector=team=apps",
-            "--set",
-            "rbac.stageNamespaces={apps-prod}",
             "--set",
             "rbac.conditionGateRules[0].apiGroups={tekton.dev}",
             "--set",
@@ -228,7 +241,7 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     let env = &one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
     for (name, value) in [
-        ("RELMAN_NAMESPACE", "apps"),
+        ("RELMAN_NAMESPACE", "apps,apps-prod"),
         ("RELMAN_CALENDAR_SELECTOR", "team=apps"),
     ] {
         assert!(
@@ -252,10 +265,12 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
         BTreeSet::from([
             "releasecalendars",
             "releasecalendars/status",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
             "namespaces",
             "pipelineruns"
         ]),
-        "with watchNamespace, only cluster-scoped kinds and gate kinds are cluster-wide"
+        "with managedNamespaces, only cluster-scoped kinds and gate kinds are cluster-wide"
     );
     let namespaces = cluster_role["rules"]
         .as_array()
@@ -265,8 +280,8 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
         .unwrap();
     assert_eq!(
         (&namespaces["verbs"], &namespaces["resourceNames"]),
-        (&json!(["get"]), &json!(["apps-prod"])),
-        "with watchNamespace, relman reads only the stage namespaces' Namespace objects"
+        (&json!(["get"]), &json!(["apps", "apps-prod"])),
+        "with managedNamespaces, relman reads only their Namespace objects"
     );
     let role_namespaces: BTreeSet<&str> = find(&objects, "Role")
         .iter()
@@ -275,8 +290,155 @@ async fn rendered_chart_runs_two_hardened_replicas_with_probes() -> anyhow::Resu
     assert_eq!(
         role_namespaces,
         BTreeSet::from(["apps", "apps-prod", "relman-system"]),
-        "Roles in the watched and stage namespaces, the leader-election Role in the release's"
+        "Roles in the managed namespaces, the leader-election Role in the release's"
     );
+    Ok(())
+}
+
+/// The chart renders only when told where relman may act, and the values it replaced fail
+/// with the new value's name instead of silently granting more or less than before.
+#[tokio::test]
+async fn the_chart_renders_only_when_told_where_relman_may_act() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    for (args, needles) in [
+        (
+            &[][..],
+            &["set managedNamespaces", "or clusterWide=true"][..],
+        ),
+        // Without the RBAC objects too: the Deployment's RELMAN_NAMESPACE needs the list.
+        (
+            &["--set", "rbac.create=false"][..],
+            &["set managedNamespaces"][..],
+        ),
+        (
+            &[
+                "--set",
+                "watchNamespace=apps",
+                "--set",
+                "rbac.stageNamespaces={apps-prod}",
+            ][..],
+            &[
+                "watchNamespace was replaced by managedNamespaces",
+                "managedNamespaces={apps,apps-prod}",
+            ][..],
+        ),
+        (
+            &[
+                "--set",
+                "clusterWide=true",
+                "--set",
+                "rbac.stageNamespaces={apps-prod}",
+            ][..],
+            &["rbac.stageNamespaces was replaced by managedNamespaces"][..],
+        ),
+        (
+            &[
+                "--set",
+                "clusterWide=true",
+                "--set",
+                "managedNamespaces={apps}",
+            ][..],
+            &["managedNamespaces is set together with clusterWide=true"][..],
+        ),
+    ] {
+        let error = template_text(cp, "relman", "relman-system", args)
+            .expect_err(&format!("{args:?} must not render"))
+            .to_string();
+        for needle in needles {
+            assert!(
+                error.contains(needle),
+                "{args:?}: {needle:?} not in {error}"
+            );
+        }
+    }
+
+    // One managed namespace, notification Secrets by name: everything namespaced is in its
+    // Role; the ClusterRole has no namespaced kind, no Secret and no Namespace to read (a stage
+    // cannot leave the one namespace relman manages).
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &[
+            "--set",
+            "managedNamespaces={apps}",
+            "--set",
+            "rbac.notificationSecretNames={releases-channel}",
+        ],
+    )?;
+    let resources = |rules: &Value| -> BTreeSet<String> {
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["resources"].as_array().unwrap().clone())
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect()
+    };
+    let cluster = resources(&one(&objects, "ClusterRole")["rules"]);
+    assert_eq!(
+        cluster,
+        [
+            "releasecalendars",
+            "releasecalendars/status",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+    );
+    let role = find(&objects, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["namespace"] == "apps")
+        .expect("a Role in apps");
+    assert!(resources(&role["rules"]).contains("releasepolicies"));
+    let secrets = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"] == json!(["secrets"]))
+        .unwrap();
+    assert_eq!(
+        (&secrets["verbs"], &secrets["resourceNames"]),
+        (&json!(["get"]), &json!(["releases-channel"]))
+    );
+    let env = &one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "RELMAN_NAMESPACE" && e["value"] == "apps"),
+        "{env}"
+    );
+
+    // clusterWide: the namespaced kinds in the ClusterRole, no Role but the Lease's, and no
+    // RELMAN_NAMESPACE.
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &["--set", "clusterWide=true"],
+    )?;
+    let cluster = resources(&one(&objects, "ClusterRole")["rules"]);
+    for kind in [
+        "releases",
+        "deployments",
+        "jobs",
+        "secrets",
+        "releasepolicies",
+        "namespaces",
+    ] {
+        assert!(
+            cluster.contains(kind),
+            "clusterWide grants {kind}: {cluster:?}"
+        );
+    }
+    let roles: Vec<&str> = find(&objects, "Role")
+        .iter()
+        .filter_map(|r| r["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(roles, ["relman-leader-election"]);
     Ok(())
 }
 
@@ -293,7 +455,12 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
         cp,
         "relman",
         "relman-system",
-        &["--show-only", "templates/approval-policy.yaml"],
+        &[
+            "--show-only",
+            "templates/approval-policy.yaml",
+            "--set",
+            "clusterWide=true",
+        ],
     )?;
     for kind in kinds {
         let names: BTreeSet<&str> = find(&objects, kind)
@@ -336,6 +503,8 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
             "templates/approval-policy.yaml",
             "--set",
             "approvalPolicy.signoff.group=release-managers",
+            "--set",
+            "clusterWide=true",
             "--set",
             "approvalPolicy.signoff.gates={production,qa}",
             "--set-json",
@@ -382,6 +551,8 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
             "templates/approval-policy.yaml",
             "--set",
             "approvalPolicy.signoff.group=release-managers",
+            "--set",
+            "clusterWide=true",
         ],
     )?;
     assert_eq!(objects.len(), shipped.len());
@@ -410,6 +581,8 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
         "relman-system",
         &[
             "--set",
+            "clusterWide=true",
+            "--set",
             "approvalPolicy.enabled=false",
             "--set",
             "releaseFreeze.enabled=false",
@@ -434,7 +607,12 @@ async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
         cp,
         "relman",
         "relman-system",
-        &["--show-only", "templates/release-freeze.yaml"],
+        &[
+            "--show-only",
+            "templates/release-freeze.yaml",
+            "--set",
+            "clusterWide=true",
+        ],
     )?;
     assert_eq!(objects.len(), shipped.len());
     for expected in &shipped {
@@ -460,6 +638,8 @@ async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
             "templates/release-freeze.yaml",
             "--set",
             "releaseFreeze.namespaceSelector.matchLabels.team=payments",
+            "--set",
+            "clusterWide=true",
         ],
     )?;
     let binding = one(&objects, "ValidatingAdmissionPolicyBinding");
@@ -485,7 +665,12 @@ async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
         cp,
         "relman",
         "relman-system",
-        &["--set", "releaseFreeze.enabled=false"],
+        &[
+            "--set",
+            "releaseFreeze.enabled=false",
+            "--set",
+            "clusterWide=true",
+        ],
     )?;
     assert!(find(&objects, "ValidatingAdmissionPolicy").iter().all(|p| {
         !p["metadata"]["name"]

@@ -34,6 +34,7 @@ use relman::api::labels::ANNOTATION_ACCEPT_RELEASES_FROM;
 use relman::api::{ReleaseApproval, ReleaseStatus};
 use relman::controller::Context;
 use relman::controller::calendar::{CalendarController, CalendarScope};
+use relman::k8s::scope::Scope;
 use relman::plan::PlanConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -93,9 +94,13 @@ pub fn context(client: &kube::Client, instance: &str) -> Context {
 /// Runs the Release controller with `ctx` for namespace `ns` until the handle is aborted (or
 /// the test ends).
 pub fn run_controller(ctx: Arc<Context>, ns: &str) -> JoinHandle<()> {
-    let ns = ns.to_owned();
+    run_controller_in(ctx, Scope::one(ns))
+}
+
+/// [`run_controller`] for the namespaces of `scope`.
+pub fn run_controller_in(ctx: Arc<Context>, scope: Scope) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let _ = relman::controller::run(ctx, Some(ns), std::future::pending()).await;
+        let _ = relman::controller::run(ctx, scope, std::future::pending()).await;
     })
 }
 
@@ -110,7 +115,7 @@ pub fn calendar_controller(client: &kube::Client, ns: &str) -> CalendarControlle
     CalendarController::new(
         client.clone(),
         CalendarScope {
-            release_namespace: Some(ns.to_owned()),
+            release_namespaces: Scope::one(ns),
             calendar_selector: Some(format!("{CALENDAR_LABEL}={ns}")),
         },
     )

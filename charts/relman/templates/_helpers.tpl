@@ -56,11 +56,38 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+Where relman may act, checked before anything renders: clusterWide, or a list of
+managedNamespaces, never neither (an upgrade from the cluster-wide default must not silently
+lose access) and never the removed watchNamespace / rbac.stageNamespaces (whose stage
+namespaces had fewer rules than managedNamespaces grant: mapping them would silently widen
+access).
+*/}}
+{{- define "relman.checkScope" -}}
+{{- if .Values.watchNamespace }}
+{{- fail (printf "watchNamespace was replaced by managedNamespaces: list every namespace where Releases live and stages deploy, e.g. --set 'managedNamespaces={%s}' (each gets the full Role, see docs/install.md), and unset watchNamespace" (join "," (prepend (default list .Values.rbac.stageNamespaces) .Values.watchNamespace))) }}
+{{- end }}
+{{- if .Values.rbac.stageNamespaces }}
+{{- fail "rbac.stageNamespaces was replaced by managedNamespaces: list the stage namespaces there, with the namespaces of the Releases, and unset rbac.stageNamespaces (see docs/install.md)" }}
+{{- end }}
+{{- if and .Values.clusterWide .Values.managedNamespaces }}
+{{- fail "managedNamespaces is set together with clusterWide=true: clusterWide grants every namespace, so either unset managedNamespaces or set clusterWide=false to confine relman to them" }}
+{{- end }}
+{{- if and (not .Values.clusterWide) (not .Values.managedNamespaces) }}
+{{- fail "relman needs to know where it may act: set managedNamespaces to the namespaces where Releases live and stages deploy (e.g. --set 'managedNamespaces={shop,shop-staging,shop-prod}'), or clusterWide=true for every namespace (the chart's behaviour before 0.2.0); see docs/install.md" }}
+{{- end }}
+{{- end }}
+
+{{/* The managed namespaces, without duplicates, in order, as a JSON list. */}}
+{{- define "relman.managedNamespaces" -}}
+{{- if .Values.clusterWide }}[]{{ else }}{{ toJson (sortAlpha (uniq .Values.managedNamespaces)) }}{{ end }}
+{{- end }}
+
+{{/*
 RBAC rules, one named template per scope. Each rule is exactly what relman's code calls; the
-reason is beside it and in docs/install.md. tests/chart.rs runs a controller with only these.
+reason is beside it and in docs/install.md. tests/chart/ runs a controller with only these.
 */}}
 
-{{/* Releases and what comes with them: only in the namespaces whose Releases relman reconciles. */}}
+{{/* Releases and what comes with them: where relman reconciles Releases. */}}
 {{- define "relman.rules.releases" -}}
 # Watch Releases (list + watch feed the release and calendar controllers' caches); get the
 # Release that drives a Deployment another Release wants, to see whether it has finished.
@@ -87,8 +114,14 @@ reason is beside it and in docs/install.md. tests/chart.rs runs a controller wit
   verbs: [get, create, patch]
 # Notifications: read the webhook URL from the Secret a Release's spec.notify names (get only:
 # no list or watch, so relman never sees a Secret it is not pointed at).
+{{- if .Values.rbac.notificationSecretNames }}
+# Only the Secrets named in rbac.notificationSecretNames.
+{{- end }}
 - apiGroups: [""]
   resources: [secrets]
+  {{- with .Values.rbac.notificationSecretNames }}
+  resourceNames: {{ toJson (uniq .) }}
+  {{- end }}
   verbs: [get]
 {{- end }}
 
@@ -107,7 +140,7 @@ reason is beside it and in docs/install.md. tests/chart.rs runs a controller wit
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
-# The namespace owner's rules for Releases (ReleasePolicy): read before anything changes there.
+# The namespace's ReleasePolicy (what its owners allow a Release to do there): read only.
 - apiGroups: [relman.io]
   resources: [releasepolicies]
   verbs: [get, list, watch]
@@ -124,6 +157,11 @@ reason is beside it and in docs/install.md. tests/chart.rs runs a controller wit
 - apiGroups: [relman.io]
   resources: [releasecalendars/status]
   verbs: [patch]
+# Whether the admission policies a ReleasePolicy relies on (the sign-off and freeze policies)
+# exist and are bound: read only, never create, change or delete one.
+- apiGroups: [admissionregistration.k8s.io]
+  resources: [validatingadmissionpolicies, validatingadmissionpolicybindings]
+  verbs: [get, list, watch]
 {{- with .Values.rbac.conditionGateRules }}
 # Condition gates (rbac.conditionGateRules).
 {{ toYaml . }}

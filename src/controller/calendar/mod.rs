@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 pub use feed::{CalendarCache, FEED_DAYS_AHEAD, FEED_DAYS_BACK};
 
 use crate::api::{Release, ReleaseCalendar, ReleaseCalendarStatus};
+use crate::k8s::scope::{Scope, watch_in};
 use crate::k8s::status::{StatusWrite, apply_status};
 use crate::leader::Leadership;
 use crate::metrics::{ControllerKind, Metrics, WriteKind};
@@ -47,8 +48,8 @@ const RELEASES_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Which calendars and Releases one calendar controller looks at.
 #[derive(Clone, Debug, Default)]
 pub struct CalendarScope {
-    /// List only the Releases of this namespace on calendars; all namespaces when `None`.
-    pub release_namespace: Option<String>,
+    /// List only the Releases of these namespaces on calendars (one watch per namespace).
+    pub release_namespaces: Scope,
     /// Reconcile only the calendars that match this label selector; all when `None`.
     pub calendar_selector: Option<String>,
 }
@@ -170,10 +171,12 @@ impl CalendarController {
             .inspect_err(|e| {
                 tracing::error!(error = %e, "cannot list ReleaseCalendars: are relman's CRDs installed? (kubectl apply -f crds/)");
             })?;
-        let releases: Api<Release> = match &self.scope.release_namespace {
-            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
-            None => Api::all(self.client.clone()),
-        };
+        let releases = watch_in(
+            &self.client,
+            &self.scope.release_namespaces,
+            watcher::Config::default().any_semantic(),
+            self.cache.releases.clone(),
+        );
         // The Release watch runs beside the controller and wakes it after the store has the
         // change. A channel of one coalesces bursts: a pending wake-up covers later changes.
         let (wake, woken) = mpsc::channel::<()>(1);
@@ -210,15 +213,12 @@ impl CalendarController {
 /// watched calendar, or is listed on one, changes or goes away, and after every relist (which
 /// may have dropped Releases deleted while the watch was down). Runs until dropped.
 async fn watch_releases(
-    api: Api<Release>,
+    events: impl Stream<Item = watcher::Result<watcher::Event<Release>>> + Send,
     writer: Writer<Release>,
     cache: CalendarCache,
     wake: mpsc::Sender<()>,
 ) {
-    let events = crate::k8s::watch::watch(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(keep_what_calendars_read)
-        .reflect(writer);
+    let events = events.modify(keep_what_calendars_read).reflect(writer);
     futures::pin_mut!(events);
     while let Some(event) = events.next().await {
         let wake_up = match &event {

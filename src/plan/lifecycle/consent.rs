@@ -65,7 +65,7 @@ impl<'a> Planner<'a> {
                     "relman may not read Namespace {namespace}, so it cannot see whether it consents: {message}"
                 ),
                 format!(
-                    "give relman's ServiceAccount get on that Namespace (chart value rbac.stageNamespaces), and if its owners agree: kubectl annotate namespace {namespace} {key}={own}"
+                    "let relman manage that namespace (chart value managedNamespaces, which grants get on its Namespace and a Role there), and if its owners agree: kubectl annotate namespace {namespace} {key}={own}"
                 ),
             ),
             Some(NamespaceConsent::RefusedByPolicy { policy, why }) => (
