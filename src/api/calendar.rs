@@ -264,12 +264,20 @@ pub struct ReleaseCalendarStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
-    /// The releases and entries on the calendar.
+    /// The releases and entries on the calendar: at most 500, those not finished first (the
+    /// rest are counted in `releasesNotListed`; the iCalendar feed has every one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<CalendarRelease>,
-    /// Problems a Release Manager should look at.
+    /// How many releases and entries `releases` leaves out to stay small: finished ones, the
+    /// oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releases_not_listed: Option<u32>,
+    /// Problems a Release Manager should look at (at most 100).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
+    /// How many problems `conflicts` leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts_not_listed: Option<u32>,
 }
 
 /// A release on the calendar: a Release, a planned entry, or both merged.

@@ -90,8 +90,9 @@ pub fn render_calendar_list(calendars: &[ReleaseCalendar], now: DateTime<Utc>) -
                 .map_or_else(|| "-".into(), |open| open.to_string()),
             status.reason.unwrap_or_else(|| "-".into()),
             next_change,
-            status.releases.len().to_string(),
-            status.conflicts.len().to_string(),
+            (status.releases.len() + status.releases_not_listed.unwrap_or(0) as usize).to_string(),
+            (status.conflicts.len() + status.conflicts_not_listed.unwrap_or(0) as usize)
+                .to_string(),
         ]);
     }
     format!(

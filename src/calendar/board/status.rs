@@ -23,6 +23,13 @@ pub const REASON_VALID: &str = "Valid";
 /// precise reason, e.g. InvalidRRule.
 pub const REASON_INVALID: &str = "CalendarInvalid";
 
+/// The most releases and entries `status.releases` lists: with 10,000 Releases on one calendar
+/// the status would otherwise pass etcd's 1.5 MiB limit and could no longer be written.
+pub const MAX_STATUS_ROWS: usize = 500;
+
+/// The most problems `status.conflicts` lists.
+pub const MAX_STATUS_CONFLICTS: usize = 100;
+
 /// The status to write and when to look again.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredStatus {
@@ -43,11 +50,18 @@ pub fn desired_status<'a>(
     let generation = calendar.metadata.generation;
     let compiled = CompiledCalendar::compile(&calendar.spec);
     let rows = calendar_rows(&calendar.spec.entries, releases);
+    let (listed, releases_not_listed) = listed_rows(&rows);
+    let mut conflicts = conflicts(&rows, compiled.as_ref().ok());
+    let conflicts_not_listed = conflicts.len().saturating_sub(MAX_STATUS_CONFLICTS);
+    conflicts.truncate(MAX_STATUS_CONFLICTS);
+    let count = |n: usize| (n > 0).then(|| u32::try_from(n).unwrap_or(u32::MAX));
     let mut status = ReleaseCalendarStatus {
         observed_generation: generation,
         conditions: old.conditions,
-        releases: rows.iter().map(|row| row.to_status()).collect(),
-        conflicts: conflicts(&rows, compiled.as_ref().ok()),
+        releases: listed.iter().map(|row| row.to_status()).collect(),
+        releases_not_listed: count(releases_not_listed),
+        conflicts,
+        conflicts_not_listed: count(conflicts_not_listed),
         ..ReleaseCalendarStatus::default()
     };
     let next_change = match &compiled {
@@ -67,6 +81,31 @@ pub fn desired_status<'a>(
         status,
         next_change,
     }
+}
+
+/// The rows `status.releases` lists, in calendar order, and how many it leaves out: every row
+/// not finished (planned or in flight) first, then finished ones from the latest target date
+/// back, up to [`MAX_STATUS_ROWS`].
+fn listed_rows(rows: &[super::rows::CalendarRow]) -> (Vec<&super::rows::CalendarRow>, usize) {
+    if rows.len() <= MAX_STATUS_ROWS {
+        return (rows.iter().collect(), 0);
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    // Unfinished first; among finished, the latest target date first. Ties keep calendar order.
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (&rows[a], &rows[b]);
+        ra.finished()
+            .cmp(&rb.finished())
+            .then_with(|| match ra.finished() {
+                true => rb.target_date.cmp(&ra.target_date),
+                false => std::cmp::Ordering::Equal,
+            })
+            .then(a.cmp(&b))
+    });
+    let mut kept: Vec<usize> = order.into_iter().take(MAX_STATUS_ROWS).collect();
+    kept.sort_unstable();
+    let listed = kept.into_iter().map(|i| &rows[i]).collect();
+    (listed, rows.len() - MAX_STATUS_ROWS)
 }
 
 /// The status to write, or `None` when the calendar already has it: steady state costs no
@@ -272,5 +311,55 @@ mod tests {
             desired.next_change,
             Some(now + chrono::TimeDelta::days(LOOKAHEAD_DAYS))
         );
+    }
+
+    #[test]
+    fn a_calendar_of_ten_thousand_releases_lists_the_unfinished_ones_and_stays_small() {
+        use crate::api::release::ReleasePhase;
+        let now = at(2026, 12, 2, 10);
+        // 9,800 finished releases over the years, and 200 still under way.
+        let releases: Vec<Release> = (0..10_000)
+            .map(|i| {
+                let day = format!(
+                    "20{:02}-{:02}-{:02}",
+                    10 + i / 400,
+                    1 + i / 31 % 12,
+                    1 + i % 28
+                );
+                let mut r = release(
+                    "shop",
+                    &format!("checkout-{i}"),
+                    "checkout",
+                    &format!("1.{i}.0"),
+                    &day,
+                );
+                if i < 9_800 {
+                    r.status.as_mut().unwrap().phase = Some(ReleasePhase::Succeeded);
+                }
+                r
+            })
+            .collect();
+        let desired = desired_status(&weekdays(), &releases, now);
+        let status = &desired.status;
+        assert_eq!(status.releases.len(), MAX_STATUS_ROWS);
+        // The calendar's entry and every release under way are listed; the rest are counted.
+        assert_eq!(
+            status.releases_not_listed,
+            Some(10_001 - MAX_STATUS_ROWS as u32)
+        );
+        for i in 9_800..10_000 {
+            let name = format!("shop/checkout-{i}");
+            assert!(
+                status
+                    .releases
+                    .iter()
+                    .any(|r| r.release.as_deref() == Some(name.as_str())),
+                "{name} is under way and must be listed"
+            );
+        }
+        assert!(status.conflicts.len() <= MAX_STATUS_CONFLICTS);
+        let bytes = serde_json::to_vec(status).unwrap().len();
+        println!("calendar status with 10,000 Releases: {bytes} bytes");
+        assert!(bytes < 256 * 1024, "{bytes} bytes");
     }
 }
