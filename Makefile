@@ -18,6 +18,7 @@ CHART_ALL_ON := --set watchNamespace=apps --set 'rbac.stageNamespaces={apps-stag
   --set serviceMonitor.enabled=true --set 'serviceMonitor.labels.release=prometheus' \
   --set approvalPolicy.signoff.group=release-managers \
   --set 'approvalPolicy.namespaceSelector.matchLabels.relman\.io/approvals=enforced' \
+  --set 'releaseCreator.namespaceSelector.matchLabels.relman\.io/creator=recorded' \
   --set 'rbac.conditionGateRules[0].apiGroups={tekton.dev}' \
   --set 'rbac.conditionGateRules[0].resources={pipelineruns}' --set 'rbac.conditionGateRules[0].verbs={get}'
 

@@ -41,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Arc::new(
         Context::new(client, instance, PlanConfig::default())
             .with_concurrency(settings.concurrency)
+            .with_approval_policy(settings.approval_policy.clone())
             .with_leadership(leadership)
             .with_metrics(metrics.clone())
             .with_ready_flag(releases_ready.clone()),

@@ -32,7 +32,9 @@ use crate::plan::requirements::{
     built_in_requirements, check_release_type, gate_status, newest_succeeded, requirements_gate,
     unmet,
 };
-use crate::plan::{GateState, Gates, JobKind, NamespaceConsent, ObservedApproval};
+use crate::plan::{
+    ApprovalEnforcement, GateState, Gates, JobKind, NamespaceConsent, ObservedApproval,
+};
 
 /// How soon an unmet condition gate is looked at again when its kind cannot be watched (see
 /// [`super::gate_watch`]); a watched gate is woken by the watch instead.
@@ -49,6 +51,7 @@ pub async fn evaluate(
     namespace: &str,
     consent: &BTreeMap<String, NamespaceConsent>,
     approvals: &[ObservedApproval],
+    enforcement: &ApprovalEnforcement,
     known: &KnownReleases,
     watches: &GateWatches,
     dry_runs: &DryRuns,
@@ -69,7 +72,7 @@ pub async fn evaluate(
                 }
                 status
             }
-            None => approval_requirement(release, &requirement.name, approvals),
+            None => approval_requirement(release, &requirement.name, approvals, enforcement),
         };
         details.push(status);
     }

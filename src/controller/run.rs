@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
@@ -117,13 +120,35 @@ pub async fn run(
         scoped::<Deployment>(&client, ns),
         watcher::Config::default().labels(LABEL_RELEASE),
     );
+    // Cluster-scoped, so watched cluster-wide even when only one namespace is served.
+    let (policies, policy_events) = Cache::watch(
+        Api::<ValidatingAdmissionPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (bindings, binding_events) = Cache::watch(
+        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()),
+        watcher::Config::default(),
+    );
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Caches {
             jobs: Some(jobs),
             approvals: Some(approvals),
             deployments: Some(deployments),
+            admission: Some((policies, bindings)),
         };
     }
+    // A policy or binding that appears, changes or goes away may trust or distrust the
+    // approvals of any namespace: it wakes every unfinished Release (they are rare changes).
+    let policy_store = store.clone();
+    let binding_store = store.clone();
+    let unfinished = |store: &reflector::Store<Release>| {
+        store
+            .state()
+            .iter()
+            .filter(|r| !r.is_finished())
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect::<Vec<_>>()
+    };
     let calendar_store = store.clone();
     let calendar_generations = GenerationMemory::default();
     controller
@@ -137,6 +162,8 @@ pub async fn run(
                 .namespace()
                 .map(|ns| ObjectRef::new(&approval.spec.release).within(&ns))
         })
+        .watches_stream(policy_events, move |_| unfinished(&policy_store))
+        .watches_stream(binding_events, move |_| unfinished(&binding_store))
         .watches_stream(
             touched(
                 Api::<ReleaseCalendar>::all(client.clone()),

@@ -1,5 +1,5 @@
 //! The reflector stores the reconcile reads instead of the API: the Jobs relman created, the
-//! Deployments it drives and the ReleaseApprovals, filled by the same watches that wake the Releases. A store is read only
+//! Deployments it drives, the ReleaseApprovals and the admission policies and bindings, filled by the same watches that wake the Releases. A store is read only
 //! once it has listed everything; until then (a controller that just started) the reconcile
 //! asks the API as before.
 //!
@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::Stream;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Resource;
@@ -114,4 +117,27 @@ pub struct Caches {
     pub approvals: Option<Cache<ReleaseApproval>>,
     /// The Deployments labelled with `relman.io/release` (those relman drives or drove).
     pub deployments: Option<Cache<Deployment>>,
+    /// Every ValidatingAdmissionPolicy and ValidatingAdmissionPolicyBinding: whether the
+    /// approval identity policy covers a namespace is decided from them on every reconcile,
+    /// and a change of either wakes the Releases.
+    pub admission: Option<(
+        Cache<ValidatingAdmissionPolicy>,
+        Cache<ValidatingAdmissionPolicyBinding>,
+    )>,
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    /// Every object, or `None` while the store has not listed everything.
+    pub fn all(&self) -> Option<Vec<Arc<K>>> {
+        self.filter(|_| true)
+    }
 }

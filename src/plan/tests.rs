@@ -11,6 +11,7 @@ use crate::api::release::{ReleasePhase, StagePhase};
 use crate::api::{Decision, ReleaseSpec};
 
 mod reverts;
+mod signoffs;
 
 fn condition(world: &World, type_: &str) -> (String, String, String) {
     let c = find_condition(&world.status().conditions, type_)

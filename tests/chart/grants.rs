@@ -151,11 +151,22 @@ pub fn namespace_grants() -> Grants {
     grants(&[("", "namespaces", &["get"])])
 }
 
-/// Cluster-scoped: the calendars, and their status.
+/// Cluster-scoped: the calendars, and their status; the admission policies and bindings that
+/// decide where sign-offs count.
 pub fn cluster_grants() -> Grants {
     grants(&[
         ("relman.io", "releasecalendars", &["get", "list", "watch"]),
         ("relman.io", "releasecalendars/status", &["patch"]),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            &["list", "watch"],
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+            &["list", "watch"],
+        ),
     ])
 }
 

@@ -120,6 +120,11 @@ reason is beside it and in docs/install.md. tests/chart.rs runs a controller wit
 - apiGroups: [relman.io]
   resources: [releasecalendars/status]
   verbs: [patch]
+# Sign-offs count only where the approval identity policy is bound with Deny: watch the
+# ValidatingAdmissionPolicies and their bindings (cluster-scoped) to know where that is.
+- apiGroups: [admissionregistration.k8s.io]
+  resources: [validatingadmissionpolicies, validatingadmissionpolicybindings]
+  verbs: [list, watch]
 {{- with .Values.rbac.conditionGateRules }}
 # Condition gates (rbac.conditionGateRules).
 {{ toYaml . }}
