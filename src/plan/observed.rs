@@ -199,10 +199,10 @@ impl ApprovalEnforcement {
         if !spec
             .match_constraints
             .as_ref()
-            .is_some_and(creates_approvals)
+            .is_some_and(|m| creates_approvals(m) && !lets_approvals_out(m))
         {
             return not(format!(
-                "the ValidatingAdmissionPolicy {policy_name} does not match the creation of releaseapprovals.relman.io"
+                "the ValidatingAdmissionPolicy {policy_name} does not match the creation of every ReleaseApproval (releaseapprovals.relman.io, without objectSelector or excludeResourceRules)"
             ));
         }
         let labels_needed = |selector: &LabelSelector| -> Result<bool, String> {
@@ -211,6 +211,15 @@ impl ApprovalEnforcement {
                 Err(why) => Err(why.clone()),
             }
         };
+        if spec
+            .match_conditions
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return not(format!(
+                "the ValidatingAdmissionPolicy {policy_name} has matchConditions, which may skip approvals"
+            ));
+        }
         if let Some(selector) = spec
             .match_constraints
             .as_ref()
@@ -237,15 +246,7 @@ impl ApprovalEnforcement {
             let Some(resources) = spec.match_resources.as_ref() else {
                 return Self::Enforced;
             };
-            // An objectSelector lets an approval's own labels step out of the policy.
-            if resources
-                .object_selector
-                .as_ref()
-                .is_some_and(|s| !selects_everything(s))
-                || resources
-                    .exclude_resource_rules
-                    .as_ref()
-                    .is_some_and(|rules| !rules.is_empty())
+            if lets_approvals_out(resources)
                 || resources
                     .resource_rules
                     .as_ref()
@@ -311,6 +312,19 @@ fn creates_approvals(resources: &MatchResources) -> bool {
                 && has(&rule.resources, "releaseapprovals")
                 && rule.resource_names.as_ref().is_none_or(Vec::is_empty)
         })
+}
+
+/// Whether `resources` lets some ReleaseApprovals out: an objectSelector (an approval's own
+/// labels would decide) or excluded resources.
+fn lets_approvals_out(resources: &MatchResources) -> bool {
+    resources
+        .object_selector
+        .as_ref()
+        .is_some_and(|s| !selects_everything(s))
+        || resources
+            .exclude_resource_rules
+            .as_ref()
+            .is_some_and(|rules| !rules.is_empty())
 }
 
 /// Whether `selector` selects every object (no labels, no expressions).

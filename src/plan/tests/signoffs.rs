@@ -281,6 +281,36 @@ fn a_policy_that_may_be_skipped_is_not_enforced() {
         ))
         .contains("does not match the creation")
     );
+    let mut conditional = shipped_policy();
+    conditional.spec.as_mut().unwrap().match_conditions =
+        serde_json::from_value(json!([{"name": "some", "expression": "object.spec.gate != 'qa'"}]))
+            .unwrap();
+    assert!(
+        reason(coverage(
+            &[conditional],
+            std::slice::from_ref(&deny),
+            labels(&[])
+        ))
+        .contains("has matchConditions")
+    );
+    let mut opt_out = shipped_policy();
+    opt_out
+        .spec
+        .as_mut()
+        .unwrap()
+        .match_constraints
+        .as_mut()
+        .unwrap()
+        .object_selector =
+        serde_json::from_value(json!({"matchLabels": {"signed": "yes"}})).unwrap();
+    assert!(
+        reason(coverage(
+            &[opt_out],
+            std::slice::from_ref(&deny),
+            labels(&[])
+        ))
+        .contains("does not match the creation")
+    );
     // An objectSelector lets an approval's own labels step out of it.
     let by_label = binding(
         "b",
