@@ -21,6 +21,7 @@ CHART_ALL_ON := --set 'managedNamespaces={apps,apps-staging,apps-prod}' \
   --set serviceMonitor.enabled=true --set 'serviceMonitor.labels.release=prometheus' \
   --set approvalPolicy.signoff.group=release-managers \
   --set 'approvalPolicy.namespaceSelector.matchLabels.relman\.io/approvals=enforced' \
+  --set 'releaseCreator.namespaceSelector.matchLabels.relman\.io/creator=recorded' \
   --set 'rbac.conditionGateRules[0].apiGroups={tekton.dev}' \
   --set 'rbac.conditionGateRules[0].resources={pipelineruns}' --set 'rbac.conditionGateRules[0].verbs={get}' \
   --set defaultPolicy.enabled=true --set defaultPolicy.spec.jobs.podSecurity=Baseline

@@ -173,6 +173,7 @@ images() {
 
 step "Applying checkout 2.3.0: staging, smoke test, then it waits for the Release Manager"
 release checkout-2-3-0 2.3.0 "" | "$kubectl" apply --server-side -f - | sed 's/^/    /'
+note "the API server recorded who created it (config/release-creator.yaml): relman.io/created-by=$("$kubectl" get release -n shop checkout-2-3-0 -o jsonpath='{.metadata.annotations.relman\.io/created-by}')"
 follow checkout-2-3-0 AwaitingApproval
 
 step "The Release Manager signs off staging: kubectl relman approve (a ReleaseApproval for 2.3.0)"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::api::duration::parse_duration;
-use crate::controller::DEFAULT_CONCURRENCY;
+use crate::controller::{DEFAULT_APPROVAL_POLICY, DEFAULT_CONCURRENCY};
 use crate::k8s::scope::Scope;
 use crate::leader::{self, DEFAULT_LEASE_NAME, LeaderElectionConfig, LeaderError};
 
@@ -38,6 +38,13 @@ pub struct Settings {
     /// empty or unset keeps every calendar's.
     #[arg(long, env = "RELMAN_CALENDAR_SELECTOR", value_parser = optional)]
     pub calendar_selector: Option<String>,
+
+    /// The ValidatingAdmissionPolicy that enforces who signs ReleaseApprovals
+    /// (config/approval-policy.yaml): approvals count only in namespaces that it and a binding
+    /// with validationActions Deny cover.
+    #[arg(long, env = "RELMAN_APPROVAL_POLICY", default_value = DEFAULT_APPROVAL_POLICY,
+          value_parser = or_default(DEFAULT_APPROVAL_POLICY))]
+    pub approval_policy: String,
 
     /// How many Releases are reconciled at once (1 to 1000).
     #[arg(long, env = "RELMAN_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY,
@@ -311,6 +318,7 @@ mod tests {
         assert_eq!(settings.http_addr, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(settings.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(settings.namespace, Scope::All);
+        assert_eq!(settings.approval_policy, DEFAULT_APPROVAL_POLICY);
         assert_eq!(settings.log_format, LogFormat::Text);
         let election = settings.leader_election().unwrap().expect("on by default");
         assert_eq!(election.lease_name, DEFAULT_LEASE_NAME);

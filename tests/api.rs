@@ -76,7 +76,7 @@ fn good_approval() -> Value {
         "version": "2.3.0",
         "gate": "production",
         "decision": "Approved",
-        "approver": "alice"
+        "approver": relman_testenv::ADMIN_USER
     })
 }
 
@@ -378,6 +378,17 @@ async fn kubectl_get_shows_printer_columns() -> anyhow::Result<()> {
 async fn examples_apply_cleanly() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
     let ns = cp.test_namespace("api-examples").await?;
+    // The example approval is alice's; the admin applies it here, so the namespace steps out of
+    // the harness's binding of the approval identity policy (which would refuse that).
+    let unbound =
+        serde_json::json!({"metadata": {"labels": {relman_testenv::UNBOUND_LABEL: "unbound"}}});
+    kube::api::Api::<k8s_openapi::api::core::v1::Namespace>::all(cp.client().await?)
+        .patch(
+            ns.name(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&unbound),
+        )
+        .await?;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
     let out = kubectl_output(cp, &["apply", "--server-side", "-n", ns.name(), "-f", dir])?;
     for applied in [

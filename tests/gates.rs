@@ -38,6 +38,8 @@ const WAIT: Duration = Duration::from_secs(120);
 const POLICY_WAIT: Duration = Duration::from_secs(60);
 const FIELD_MANAGER: &str = "relman-tests";
 const POLICY_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/approval-policy.yaml");
+/// The Release creator policies; the harness installs them on every control plane.
+const CREATOR_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/release-creator.yaml");
 const ROLES_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/user-roles.yaml");
 const RELEASE_MANAGERS: &str = "release-managers";
 
@@ -270,6 +272,13 @@ fn approval(name: &str, gate: &str, approver: &str) -> ReleaseApproval {
     support::approval(name, "web-2-0-0", "2.0.0", gate, approver)
 }
 
+/// `approval` naming the uid of the Release it is for, as `kubectl relman approve` writes it:
+/// only such a sign-off counts.
+async fn bound(env: &Env, mut approval: ReleaseApproval) -> anyhow::Result<ReleaseApproval> {
+    approval.spec.release_uid = env.releases.get(&approval.spec.release).await?.metadata.uid;
+    Ok(approval)
+}
+
 /// Creates `approval` as the user `user` in `groups`.
 async fn create_as(
     env: &Env,
@@ -369,7 +378,9 @@ async fn the_shipped_policies_type_check_cleanly() -> anyhow::Result<()> {
     let env = Env::new("gates-typecheck").await?;
     install_identity(&env).await?;
     let policies: Api<ValidatingAdmissionPolicy> = Api::all(env.admin.clone());
-    for document in of_kind(&file_documents(POLICY_FILE)?, "ValidatingAdmissionPolicy") {
+    let mut documents = file_documents(POLICY_FILE)?;
+    documents.extend(file_documents(CREATOR_FILE)?);
+    for document in of_kind(&documents, "ValidatingAdmissionPolicy") {
         let name = document["metadata"]["name"].as_str().unwrap_or_default();
         // The API server type-checks a policy against the CRD's schema asynchronously.
         let checked = |p: Option<&ValidatingAdmissionPolicy>| {
@@ -529,7 +540,11 @@ async fn notes_are_published_before_production_and_a_release_manager_signs_it_of
         &env,
         "bob",
         &[RELEASE_MANAGERS],
-        &approval("web-2-0-0-production-bob", "production", "bob"),
+        &bound(
+            &env,
+            approval("web-2-0-0-production-bob", "production", "bob"),
+        )
+        .await?,
     )
     .await?;
     let done = env
@@ -802,11 +817,13 @@ async fn named_requirements_wait_for_a_sign_off_and_a_watched_condition() -> any
     assert_eq!(condition(&unknown, "Stalled").status, "False");
 
     // A sign-off meets the first; the scan still holds the release.
+    let acceptance = approval(
+        "acceptance",
+        "acceptance-criteria",
+        relman_testenv::ADMIN_USER,
+    );
     Api::<ReleaseApproval>::namespaced(env.admin.clone(), &env.ns)
-        .create(
-            &PostParams::default(),
-            &approval("acceptance", "acceptance-criteria", "product-owner"),
-        )
+        .create(&PostParams::default(), &bound(&env, acceptance).await?)
         .await?;
     let status = wait_for(WAIT, Duration::from_millis(200), || async {
         let status = env.status("web-2-0-0").await?;
@@ -825,7 +842,7 @@ async fn named_requirements_wait_for_a_sign_off_and_a_watched_condition() -> any
         requirement(&status, "acceptance-criteria")
             .message
             .as_deref()
-            .is_some_and(|m| m.contains("approved by product-owner")),
+            .is_some_and(|m| m.contains(&format!("approved by {}", relman_testenv::ADMIN_USER))),
         "{status:#?}"
     );
     assert!(!requirement(&status, "security-scan").met, "{status:#?}");

@@ -536,10 +536,12 @@ async fn hostile_input_is_rejected_or_stalls_and_good_releases_go_on() -> anyhow
 
     // The good releases: the first is signed off now and finishes; one created after the
     // sweep finishes too.
+    let mut spec = approval_spec();
+    spec["releaseUID"] = json!(releases.get("first-2-0-0").await?.metadata.uid);
     let approval: ReleaseApproval = serde_json::from_value(json!({
         "apiVersion": "relman.io/v1alpha1", "kind": "ReleaseApproval",
         "metadata": {"name": "first-2-0-0-production"},
-        "spec": approval_spec()
+        "spec": spec
     }))?;
     Api::<ReleaseApproval>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &approval)

@@ -245,6 +245,19 @@ async fn a_release_created_again_under_the_same_name_reuses_no_job_and_no_sign_o
         "the first object's sign-off does not count: {:?}",
         status.approvals
     );
+    // The waiting stage says why neither counts.
+    let approved = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Approved")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    for why in [
+        format!("approval web-2-0-0-production-old is for an earlier Release of this name (uid {first_uid})"),
+        "approval web-2-0-0-production-early names no releaseUID: create it with kubectl relman approve".to_owned(),
+    ] {
+        assert!(approved.contains(&why), "{why:?} in {approved:?}");
+    }
     let staging = &status.stages[0];
     assert_eq!(
         staging.smoke_test.as_ref().map(|j| j.name.as_str()),

@@ -478,10 +478,18 @@ where
 async fn approve_all(client: Client, mut requests: mpsc::UnboundedReceiver<(Key, String)>) {
     while let Some(((ns, release), gate)) = requests.recv().await {
         let api: Api<ReleaseApproval> = Api::namespaced(client.clone(), &ns);
+        let releases: Api<Release> = Api::namespaced(client.clone(), &ns);
         tokio::spawn(async move {
-            let created = match approval(&release, &gate) {
-                Ok(a) => create_or_keep(&api, &a).await,
-                Err(e) => Err(e),
+            // A sign-off counts only for the Release object whose uid it names.
+            let created = match releases.get(&release).await {
+                Ok(found) => {
+                    let uid = found.metadata.uid.unwrap_or_default();
+                    match approval(&release, &uid, &gate) {
+                        Ok(a) => create_or_keep(&api, &a).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e.into()),
             };
             if let Err(e) = created {
                 tracing::error!(%ns, %release, error = %e, "cannot sign off");

@@ -112,15 +112,15 @@ fn deployment(name: &str, stage: &str, replicas: i32) -> anyhow::Result<Deployme
     }))?)
 }
 
-/// The sign-off of `release` (version [`VERSION`]) at `gate`.
-pub fn approval(release: &str, gate: &str) -> anyhow::Result<ReleaseApproval> {
+/// The sign-off of `release` (version [`VERSION`], the object with uid `uid`) at `gate`.
+pub fn approval(release: &str, uid: &str, gate: &str) -> anyhow::Result<ReleaseApproval> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "relman.io/v1alpha1",
         "kind": "ReleaseApproval",
         "metadata": {"name": format!("{release}-{gate}"), "labels": {BENCH_LABEL: "true"}},
         "spec": {"release": release, "version": VERSION, "gate": gate,
             "decision": "Approved", "approver": relman_testenv::ADMIN_USER,
-            "comment": "Staging verified."}
+            "comment": "Staging verified.", "releaseUID": uid}
     }))?)
 }
 

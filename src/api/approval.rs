@@ -68,9 +68,9 @@ pub struct ReleaseApprovalSpec {
     pub comment: Option<String>,
 
     /// The `metadata.uid` of the Release object the decision is about (`kubectl relman
-    /// approve` sets it). A decision counts only for that object: a Release deleted and
-    /// created again under the same name does not inherit it. Without it, the decision counts
-    /// only if it was created no earlier than the Release.
+    /// approve` sets it). A decision counts only for that object, and only if it was created
+    /// no earlier than it: a Release deleted and created again under the same name does not
+    /// inherit it. Without it, the decision counts for no Release.
     #[serde(
         default,
         rename = "releaseUID",

@@ -42,6 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Context::new(client, instance, PlanConfig::default())
             .with_concurrency(settings.concurrency)
             .with_default_policy(settings.default_policy.clone())
+            .with_approval_policy(settings.approval_policy.clone())
             .with_leadership(leadership)
             .with_metrics(metrics.clone())
             .with_ready_flag(releases_ready.clone()),

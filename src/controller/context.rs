@@ -48,7 +48,14 @@ pub struct Context {
     pub(super) slots: Arc<tokio::sync::Semaphore>,
     /// The ReleasePolicy (namespace, name) that governs namespaces without one of their own.
     pub(super) default_policy: Option<(String, String)>,
+    /// The name of the ValidatingAdmissionPolicy that enforces who signs ReleaseApprovals:
+    /// approvals count only in namespaces it covers.
+    pub(super) approval_policy: String,
 }
+
+/// The name of the approval identity policy in `config/approval-policy.yaml` (the chart's
+/// is `<fullname>-approval-identity`, which is the same for the release name relman).
+pub const DEFAULT_APPROVAL_POLICY: &str = "relman-approval-identity";
 
 /// How many Releases [`run`] reconciles at once unless told otherwise
 /// ([`Context::with_concurrency`]). Each reconcile in flight holds an HTTP connection to the API
@@ -97,6 +104,7 @@ impl Context {
             slots: Arc::new(tokio::sync::Semaphore::new(usize::from(
                 DEFAULT_CONCURRENCY,
             ))),
+            approval_policy: DEFAULT_APPROVAL_POLICY.to_owned(),
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -159,6 +167,13 @@ impl Context {
     /// Reconciles at most `concurrency` Releases at once (at least one).
     pub fn with_concurrency(mut self, concurrency: u16) -> Self {
         self.slots = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
+        self
+    }
+
+    /// Counts approvals only in the namespaces that the ValidatingAdmissionPolicy `name`
+    /// covers (default [`DEFAULT_APPROVAL_POLICY`]).
+    pub fn with_approval_policy(mut self, name: impl Into<String>) -> Self {
+        self.approval_policy = name.into();
         self
     }
 

@@ -33,7 +33,9 @@ use crate::plan::requirements::{
     built_in_requirements, check_release_type, gate_status, newest_succeeded, requirements_gate,
     unmet,
 };
-use crate::plan::{GateState, Gates, JobKind, NamespaceConsent, ObservedApproval};
+use crate::plan::{
+    ApprovalEnforcement, GateState, Gates, JobKind, NamespaceConsent, ObservedApproval,
+};
 
 /// How soon an unmet condition gate is looked at again when its kind cannot be watched (see
 /// [`super::gate_watch`]); a watched gate is woken by the watch instead.
@@ -51,6 +53,7 @@ pub async fn evaluate(
     consent: &BTreeMap<String, NamespaceConsent>,
     policies: &BTreeMap<String, NamespacePolicy>,
     approvals: &[ObservedApproval],
+    enforcement: &ApprovalEnforcement,
     known: &KnownReleases,
     watches: &GateWatches,
     dry_runs: &DryRuns,
@@ -79,7 +82,7 @@ pub async fn evaluate(
                 }
                 status
             }
-            None => approval_requirement(release, &requirement.name, approvals),
+            None => approval_requirement(release, &requirement.name, approvals, enforcement),
         };
         if let Some(demanded) = demanded {
             let said = status.message.take().unwrap_or_default();

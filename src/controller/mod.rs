@@ -23,7 +23,7 @@ mod reconcile;
 mod run;
 mod stores;
 
-pub use context::{Context, DEFAULT_CONCURRENCY};
+pub use context::{Context, DEFAULT_APPROVAL_POLICY, DEFAULT_CONCURRENCY};
 pub use gate_watch::GateWatches;
 pub use gates::KnownReleases;
 pub use observe::observe;

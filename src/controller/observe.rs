@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -30,8 +33,8 @@ use crate::plan::jobs::fit_name;
 use crate::plan::observed::pod_problems;
 use crate::plan::rollout::{RolloutProgress, rollout_progress};
 use crate::plan::{
-    JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment, ObservedJob,
-    PodProblem,
+    ApprovalEnforcement, JobState, NamespaceConsent, Observed, ObservedApproval,
+    ObservedDeployment, ObservedJob, PodProblem,
 };
 
 /// What one observation found, and when the pods it did not list yet are due a look.
@@ -55,6 +58,12 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
     let namespace_consent = namespace_consent(client, release, &namespace, &policies).await?;
     let abort_requested_by = abort_requester(client, release, &namespace).await?;
     let approvals = approvals(client, &caches, release, &namespace).await?;
+    // Nothing to count, nothing to check: a Release without approvals reads no Namespace.
+    let approval_enforcement = if approvals.is_empty() {
+        ApprovalEnforcement::Unchecked
+    } else {
+        approval_enforcement(client, &caches, &ctx.approval_policy, &namespace).await?
+    };
     let gates = gates::evaluate(
         client,
         release,
@@ -62,6 +71,7 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
         &namespace_consent,
         &policies,
         &approvals,
+        &approval_enforcement,
         &known,
         &ctx.gate_watches,
         &ctx.memos.dry_runs,
@@ -108,6 +118,7 @@ pub async fn observe(ctx: &Context, release: &Release, now: DateTime<Utc>) -> Re
             deployments,
             jobs,
             approvals,
+            approval_enforcement,
             gates,
             namespace_consent,
             policies,
@@ -534,6 +545,70 @@ async fn jobs(
         out.push(observed);
     }
     Ok(out)
+}
+
+/// Whether the ValidatingAdmissionPolicy `policy` and a binding that denies cover `namespace`
+/// (see [`ApprovalEnforcement::from_policies`]): the policies and bindings from the controller's
+/// caches once they have listed everything, else from the API; the Namespace's labels are read
+/// (one GET) only when the policy or a binding selects namespaces by label. What relman may
+/// not read (403) leaves approvals untrusted, with the API server's refusal as the reason.
+async fn approval_enforcement(
+    client: &Client,
+    caches: &Caches,
+    policy: &str,
+    namespace: &str,
+) -> Result<ApprovalEnforcement> {
+    let cached = caches
+        .admission
+        .as_ref()
+        .and_then(|(policies, bindings)| Some((policies.all()?, bindings.all()?)));
+    let (policies, bindings): (
+        Vec<ValidatingAdmissionPolicy>,
+        Vec<ValidatingAdmissionPolicyBinding>,
+    ) = match cached {
+        Some((policies, bindings)) => (
+            policies.iter().map(|p| (**p).clone()).collect(),
+            bindings.iter().map(|b| (**b).clone()).collect(),
+        ),
+        None => {
+            let (policies, bindings, all) = (
+                Api::<ValidatingAdmissionPolicy>::all(client.clone()),
+                Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()),
+                ListParams::default(),
+            );
+            let listed = tokio::try_join!(policies.list(&all), bindings.list(&all));
+            match listed {
+                Ok((policies, bindings)) => (policies.items, bindings.items),
+                Err(kube::Error::Api(refused)) if refused.code == 403 => {
+                    return Ok(ApprovalEnforcement::NotEnforced {
+                        reason: format!(
+                            "relman may not read the admission policies that would enforce it ({})",
+                            refused.message
+                        ),
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    };
+    let labels = if ApprovalEnforcement::needs_namespace_labels(policy, &policies, &bindings) {
+        match Api::<Namespace>::all(client.clone())
+            .get_opt(namespace)
+            .await
+        {
+            Ok(found) => Ok(found.and_then(|ns| ns.metadata.labels).unwrap_or_default()),
+            Err(kube::Error::Api(refused)) if refused.code == 403 => Err(format!(
+                "relman may not read the labels of namespace {namespace} that the policy's namespaceSelector needs ({})",
+                refused.message
+            )),
+            Err(other) => return Err(other.into()),
+        }
+    } else {
+        Ok(Default::default())
+    };
+    Ok(ApprovalEnforcement::from_policies(
+        policy, namespace, &policies, &bindings, &labels,
+    ))
 }
 
 /// The approvals of `release`: from the controller's approval cache once it has listed

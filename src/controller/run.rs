@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
@@ -116,6 +119,15 @@ pub async fn run(
     );
     let (policies, policy_events) =
         Cache::<ReleasePolicy>::watch(&client, &scope, watcher::Config::default());
+    // Cluster-scoped, so watched cluster-wide even when only some namespaces are served.
+    let (admission_policies, admission_policy_events) = Cache::watch_cluster(
+        Api::<ValidatingAdmissionPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (bindings, binding_events) = Cache::watch_cluster(
+        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()),
+        watcher::Config::default(),
+    );
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Caches {
             scope: scope.clone(),
@@ -123,10 +135,23 @@ pub async fn run(
             approvals: Some(approvals),
             deployments: Some(deployments),
             policies: Some(policies),
+            admission: Some((admission_policies, bindings)),
         };
     }
     let policy_store = store.clone();
     let default_policy = ctx.default_policy.clone();
+    // An admission policy or binding that appears, changes or goes away may trust or distrust
+    // the approvals of any namespace: it wakes every unfinished Release (they are rare changes).
+    let admission_store = store.clone();
+    let binding_store = store.clone();
+    let unfinished = |store: &reflector::Store<Release>| {
+        store
+            .state()
+            .iter()
+            .filter(|r| !r.is_finished())
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect::<Vec<_>>()
+    };
     let calendar_store = store.clone();
     let calendar_generations = GenerationMemory::default();
     controller
@@ -140,6 +165,10 @@ pub async fn run(
                 .namespace()
                 .map(|ns| ObjectRef::new(&approval.spec.release).within(&ns))
         })
+        .watches_stream(admission_policy_events, move |_| {
+            unfinished(&admission_store)
+        })
+        .watches_stream(binding_events, move |_| unfinished(&binding_store))
         .watches_stream(
             touched(
                 Api::<ReleaseCalendar>::all(client.clone()),

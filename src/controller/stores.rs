@@ -1,5 +1,5 @@
 //! The reflector stores the reconcile reads instead of the API: the Jobs relman created, the
-//! Deployments it drives and the ReleaseApprovals, filled by the same watches that wake the Releases. A store is read only
+//! Deployments it drives, the ReleaseApprovals and the admission policies and bindings, filled by the same watches that wake the Releases. A store is read only
 //! once it has listed everything; until then (a controller that just started) the reconcile
 //! asks the API as before.
 //!
@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::Stream;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::reflector::{self, Store, reflector};
@@ -65,7 +68,18 @@ where
         cache.mark_ready_when_listed();
         (cache, stream)
     }
+}
 
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     /// Sets `ready` once the store has seen its first complete list.
     fn mark_ready_when_listed(&self) {
         let (store, ready) = (self.store.clone(), self.ready.clone());
@@ -120,6 +134,13 @@ pub struct Caches {
     /// The ReleasePolicies of the namespaces in `scope`; another namespace's are read from
     /// the API.
     pub policies: Option<Cache<ReleasePolicy>>,
+    /// Every ValidatingAdmissionPolicy and ValidatingAdmissionPolicyBinding: whether the
+    /// approval identity policy covers a namespace is decided from them on every reconcile,
+    /// and a change of either wakes the Releases.
+    pub admission: Option<(
+        Cache<ValidatingAdmissionPolicy>,
+        Cache<ValidatingAdmissionPolicyBinding>,
+    )>,
 }
 
 impl Caches {
@@ -131,5 +152,45 @@ impl Caches {
             return None;
         }
         cache.filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+    }
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    /// Every object, or `None` while the store has not listed everything.
+    pub fn all(&self) -> Option<Vec<Arc<K>>> {
+        self.filter(|_| true)
+    }
+
+    /// A cache of every object `api` lists under `config` (one watch, for a cluster-scoped
+    /// kind), and the stream that fills it, as [`Cache::watch`] makes them.
+    pub fn watch_cluster(
+        api: kube::Api<K>,
+        config: watcher::Config,
+    ) -> (
+        Self,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    ) {
+        let writer = reflector::store::Writer::default();
+        let store = writer.as_reader();
+        let ready = Arc::new(AtomicBool::new(false));
+        let stream = reflector(
+            writer,
+            crate::k8s::watch::watch(api, config)
+                .default_backoff()
+                .modify(|object: &mut K| object.meta_mut().managed_fields = None),
+        )
+        .touched_objects();
+        let cache = Self { store, ready };
+        cache.mark_ready_when_listed();
+        (cache, stream)
     }
 }

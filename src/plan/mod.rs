@@ -48,6 +48,6 @@ mod tests;
 pub use action::{Action, EventType, JobKind, Plan, PlannedEvent};
 pub use lifecycle::{plan, plan_standing};
 pub use observed::{
-    GateState, Gates, JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment,
-    ObservedJob, PlanConfig, PodProblem, PodProblemReason, pod_problems,
+    ApprovalEnforcement, GateState, Gates, JobState, NamespaceConsent, Observed, ObservedApproval,
+    ObservedDeployment, ObservedJob, PlanConfig, PodProblem, PodProblemReason, pod_problems,
 };

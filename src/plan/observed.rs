@@ -7,9 +7,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::api::labels::{
     ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_DRIVEN_BY, ANNOTATION_KNOWN_GOOD_RELEASE,
@@ -33,6 +38,10 @@ pub struct Observed {
     pub jobs: Vec<ObservedJob>,
     /// The ReleaseApprovals that name this Release (any version; the planner filters).
     pub approvals: Vec<ObservedApproval>,
+    /// Whether the API server enforces who signs an approval in the Release's namespace (the
+    /// approval identity policy and a binding that denies cover it). An approval that is
+    /// not enforced never opens a gate; a rejection still stops the release.
+    pub approval_enforcement: ApprovalEnforcement,
     /// The gates other parts of relman compute: requirements and the deployment window.
     pub gates: Gates,
     /// Whether each stage namespace other than the Release's own accepts the Release (its
@@ -183,6 +192,224 @@ pub fn accepts_releases_from(value: &str, release_namespace: &str) -> bool {
             .split(',')
             .map(str::trim)
             .any(|item| item == "*" || item == release_namespace)
+}
+
+/// Whether the API server enforces the identity of ReleaseApprovals (the approval identity
+/// ValidatingAdmissionPolicy of `config/approval-policy.yaml`) in one namespace. Without it,
+/// anyone allowed to create a ReleaseApproval could sign it with another person's name, so
+/// relman counts approvals only where it is enforced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApprovalEnforcement {
+    /// The policy exists with `failurePolicy: Fail`, matches the creation of ReleaseApprovals,
+    /// and a binding with `validationActions` including `Deny` covers the namespace.
+    Enforced,
+    /// It is not, and why (e.g. the policy does not exist, or no binding covers the namespace).
+    NotEnforced {
+        /// Why, for people.
+        reason: String,
+    },
+    /// Not looked at: no ReleaseApproval names the Release, so there is nothing to count
+    /// (and no Namespace to read). Counts as not enforced.
+    Unchecked,
+}
+
+impl ApprovalEnforcement {
+    /// Whether approvals in the namespace can be trusted.
+    pub fn is_enforced(&self) -> bool {
+        *self == Self::Enforced
+    }
+
+    /// Whether the ValidatingAdmissionPolicy `policy_name` (among `policies`) and one of
+    /// `bindings` enforce the identity of ReleaseApprovals created in `namespace`, whose labels
+    /// are `namespace_labels` (`Err`: why they could not be read; they matter only when the
+    /// policy or a binding selects namespaces by label, see [`Self::needs_namespace_labels`]).
+    pub fn from_policies(
+        policy_name: &str,
+        namespace: &str,
+        policies: &[ValidatingAdmissionPolicy],
+        bindings: &[ValidatingAdmissionPolicyBinding],
+        namespace_labels: &Result<BTreeMap<String, String>, String>,
+    ) -> Self {
+        let not = |reason: String| Self::NotEnforced { reason };
+        let Some(policy) = policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(policy_name))
+        else {
+            return not(format!(
+                "the ValidatingAdmissionPolicy {policy_name} does not exist"
+            ));
+        };
+        let spec = policy.spec.clone().unwrap_or_default();
+        if let Some(failure) = spec.failure_policy.as_deref()
+            && failure != "Fail"
+        {
+            return not(format!(
+                "the ValidatingAdmissionPolicy {policy_name} has failurePolicy {failure}, not Fail"
+            ));
+        }
+        if !spec
+            .match_constraints
+            .as_ref()
+            .is_some_and(|m| creates_approvals(m) && !lets_approvals_out(m))
+        {
+            return not(format!(
+                "the ValidatingAdmissionPolicy {policy_name} does not match the creation of every ReleaseApproval (releaseapprovals.relman.io, without objectSelector or excludeResourceRules)"
+            ));
+        }
+        let labels_needed = |selector: &LabelSelector| -> Result<bool, String> {
+            match namespace_labels {
+                Ok(labels) => Ok(selects(selector, labels)),
+                Err(why) => Err(why.clone()),
+            }
+        };
+        if spec
+            .match_conditions
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return not(format!(
+                "the ValidatingAdmissionPolicy {policy_name} has matchConditions, which may skip approvals"
+            ));
+        }
+        if let Some(selector) = spec
+            .match_constraints
+            .as_ref()
+            .and_then(|m| m.namespace_selector.as_ref())
+        {
+            match labels_needed(selector) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return not(format!(
+                        "the namespaceSelector of the ValidatingAdmissionPolicy {policy_name} does not select namespace {namespace}"
+                    ));
+                }
+                Err(why) => return not(why),
+            }
+        }
+        let mut unreadable = None;
+        for binding in bindings {
+            let spec = &binding.spec;
+            if spec.policy_name != policy_name
+                || !spec.validation_actions.iter().any(|a| a == "Deny")
+            {
+                continue;
+            }
+            let Some(resources) = spec.match_resources.as_ref() else {
+                return Self::Enforced;
+            };
+            if lets_approvals_out(resources)
+                || resources
+                    .resource_rules
+                    .as_ref()
+                    .is_some_and(|rules| !rules.is_empty() && !creates_approvals(resources))
+            {
+                continue;
+            }
+            match resources.namespace_selector.as_ref() {
+                None => return Self::Enforced,
+                Some(selector) => match labels_needed(selector) {
+                    Ok(true) => return Self::Enforced,
+                    Ok(false) => {}
+                    Err(why) => unreadable = Some(why),
+                },
+            }
+        }
+        not(unreadable.unwrap_or_else(|| {
+            format!(
+                "no ValidatingAdmissionPolicyBinding with validationActions Deny binds the ValidatingAdmissionPolicy {policy_name} to namespace {namespace}"
+            )
+        }))
+    }
+}
+
+impl ApprovalEnforcement {
+    /// Whether deciding [`Self::from_policies`] needs the namespace's labels: the policy
+    /// `policy_name` or one of its bindings has a namespaceSelector.
+    pub fn needs_namespace_labels(
+        policy_name: &str,
+        policies: &[ValidatingAdmissionPolicy],
+        bindings: &[ValidatingAdmissionPolicyBinding],
+    ) -> bool {
+        let selects_namespaces = |resources: Option<&MatchResources>| {
+            resources.is_some_and(|r| r.namespace_selector.is_some())
+        };
+        policies
+            .iter()
+            .filter(|p| p.metadata.name.as_deref() == Some(policy_name))
+            .any(|p| selects_namespaces(p.spec.as_ref().and_then(|s| s.match_constraints.as_ref())))
+            || bindings
+                .iter()
+                .map(|b| &b.spec)
+                .filter(|s| s.policy_name == policy_name)
+                .any(|s| selects_namespaces(s.match_resources.as_ref()))
+    }
+}
+
+/// Whether `resources`' rules match the creation of releaseapprovals.relman.io.
+fn creates_approvals(resources: &MatchResources) -> bool {
+    let has = |list: &Option<Vec<String>>, want: &str| {
+        list.iter()
+            .flatten()
+            .any(|item| item == "*" || item == want)
+    };
+    resources
+        .resource_rules
+        .iter()
+        .flatten()
+        .any(|rule: &NamedRuleWithOperations| {
+            has(&rule.api_groups, "relman.io")
+                && has(&rule.api_versions, "v1alpha1")
+                && has(&rule.operations, "CREATE")
+                && has(&rule.resources, "releaseapprovals")
+                && rule.resource_names.as_ref().is_none_or(Vec::is_empty)
+        })
+}
+
+/// Whether `resources` lets some ReleaseApprovals out: an objectSelector (an approval's own
+/// labels would decide) or excluded resources.
+fn lets_approvals_out(resources: &MatchResources) -> bool {
+    resources
+        .object_selector
+        .as_ref()
+        .is_some_and(|s| !selects_everything(s))
+        || resources
+            .exclude_resource_rules
+            .as_ref()
+            .is_some_and(|rules| !rules.is_empty())
+}
+
+/// Whether `selector` selects every object (no labels, no expressions).
+fn selects_everything(selector: &LabelSelector) -> bool {
+    selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+}
+
+/// Whether the label selector `selector` selects an object labelled `labels`, as the API
+/// server evaluates it (an unknown operator selects nothing).
+pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_match = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(key, value)| labels.get(key) == Some(value));
+    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_match && expressions_match
 }
 
 /// Tunables of the planner, with defaults that suit most clusters.

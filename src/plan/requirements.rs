@@ -12,7 +12,8 @@ use kube::ResourceExt;
 use kube::core::DynamicObject;
 use semver::Version;
 
-use super::observed::{GateState, ObservedApproval};
+use super::lifecycle::{Uncounted, counted_approvals, not_enforced_message};
+use super::observed::{ApprovalEnforcement, GateState, ObservedApproval};
 use crate::api::reason::Reason;
 use crate::api::release::{ConditionGate, ReleaseNotes, ReleasePhase, RequirementStatus};
 use crate::api::{Decision, Release, ReleaseType};
@@ -238,17 +239,19 @@ fn core(version: &Version) -> (u64, u64, u64) {
     (version.major, version.minor, version.patch)
 }
 
-/// A named requirement met by an approved ReleaseApproval of this version.
+/// A named requirement met by an approved ReleaseApproval of this version that counts (see
+/// [`counted_approvals`]: bound to this Release object, and signed where the API server
+/// enforces who signs, `enforcement`). A counted rejection leaves it unmet.
 pub fn approval_requirement(
     release: &Release,
     name: &str,
     approvals: &[ObservedApproval],
+    enforcement: &ApprovalEnforcement,
 ) -> RequirementStatus {
-    let mine = approvals
-        .iter()
-        .filter(|a| a.gate == name && a.version == release.spec.version);
+    // `name` may be a requirement only a ReleasePolicy demands.
+    let count = counted_approvals(release, approvals, enforcement, &[name.to_owned()]);
     let mut approved_by = Vec::new();
-    for approval in mine {
+    for approval in count.counted.iter().filter(|a| a.gate == name) {
         match approval.decision {
             Decision::Rejected => {
                 return RequirementStatus {
@@ -260,18 +263,40 @@ pub fn approval_requirement(
             Decision::Approved => approved_by.push(approval.approver.as_str()),
         }
     }
-    RequirementStatus {
-        name: name.to_owned(),
-        met: !approved_by.is_empty(),
-        message: Some(if approved_by.is_empty() {
-            format!(
-                "waiting for a ReleaseApproval with gate {name} for version {}",
-                release.spec.version
-            )
-        } else {
-            format!("approved by {}", approved_by.join(", "))
-        }),
+    if !approved_by.is_empty() {
+        return RequirementStatus {
+            name: name.to_owned(),
+            met: true,
+            message: Some(format!("approved by {}", approved_by.join(", "))),
+        };
     }
+    let mut message = format!(
+        "waiting for a ReleaseApproval with gate {name} for version {}",
+        release.spec.version
+    );
+    let uncounted: Vec<_> = count
+        .uncounted
+        .iter()
+        .filter(|(a, _)| a.gate == name)
+        .collect();
+    if let ApprovalEnforcement::NotEnforced { reason } = enforcement {
+        message += &format!(
+            "; {}",
+            not_enforced_message(
+                release.metadata.namespace.as_deref().unwrap_or_default(),
+                reason
+            )
+        );
+    }
+    let reasons: Vec<String> = uncounted
+        .iter()
+        .filter(|(_, why)| *why != Uncounted::NotEnforced)
+        .map(|(a, why)| why.explain(a))
+        .collect();
+    if !reasons.is_empty() {
+        message += &format!("; not counted: {}", reasons.join("; "));
+    }
+    unmet(name, message)
 }
 
 /// An unmet requirement `name` with `message`.

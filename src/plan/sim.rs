@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::action::{Action, JobKind, Plan};
 use super::jobs::job_name;
 use super::observed::{
-    GateState, Gates, JobState, NamespaceConsent, Observed, ObservedApproval, ObservedDeployment,
-    ObservedJob, PlanConfig, PodProblem, PodProblemReason,
+    ApprovalEnforcement, GateState, Gates, JobState, NamespaceConsent, Observed, ObservedApproval,
+    ObservedDeployment, ObservedJob, PlanConfig, PodProblem, PodProblemReason,
 };
 use super::plan;
 use super::policy::NamespacePolicy;
@@ -193,6 +193,7 @@ pub struct World {
     pub deployments: Vec<ObservedDeployment>,
     pub jobs: Vec<ObservedJob>,
     pub approvals: Vec<ObservedApproval>,
+    pub approval_enforcement: ApprovalEnforcement,
     pub gates: Gates,
     /// What the stage namespaces other than [`NAMESPACE`] say; every one accepts the release
     /// unless a test changes it.
@@ -242,6 +243,7 @@ impl World {
             deployments,
             jobs: vec![],
             approvals: vec![],
+            approval_enforcement: ApprovalEnforcement::Enforced,
             gates: Gates {
                 requirements: GateState::open("RequirementsMet", "all 3 requirements are met"),
                 requirement_details: vec![],
@@ -269,6 +271,7 @@ impl World {
             deployments: self.deployments.clone(),
             jobs: self.jobs.clone(),
             approvals: self.approvals.clone(),
+            approval_enforcement: self.approval_enforcement.clone(),
             gates: self.gates.clone(),
             namespace_consent: self.namespace_consent.clone(),
             policies: self.policies.clone(),
@@ -458,7 +461,7 @@ impl World {
             approver: approver.into(),
             comment: None,
             created: Some(self.now),
-            release_uid: None,
+            release_uid: self.release.metadata.uid.clone(),
         });
     }
 

@@ -12,6 +12,7 @@ use crate::api::{Decision, ReleaseSpec};
 
 mod policy;
 mod reverts;
+mod signoffs;
 
 fn condition(world: &World, type_: &str) -> (String, String, String) {
     let c = find_condition(&world.status().conditions, type_)

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::namespace::TestNamespace;
 use crate::pki::Pki;
 use crate::process::{self, Janitor, Launch, Supervised};
-use crate::{binaries, crds, kubeconfig, kwok};
+use crate::{binaries, crds, kubeconfig, kwok, policies};
 
 /// The admin user: in `system:masters`, so RBAC allows it everything.
 pub const ADMIN_USER: &str = "relman-admin";
@@ -129,6 +129,14 @@ impl ControlPlane {
         )
         .map_err(|e| self.explain(e))?;
         tracing::debug!(elapsed = ?began.elapsed(), crds = ?installed, "node schedulable, CRDs installed");
+        let config_dir = binaries::workspace_root().join("config");
+        let policies = policies::install(&client, &config_dir)
+            .await
+            .map_err(|e| self.explain(e))?;
+        policies::wait_for_creator_stamp(&client, &policies)
+            .await
+            .map_err(|e| self.explain(e))?;
+        tracing::debug!(elapsed = ?began.elapsed(), ?policies, "admission policies installed");
         Ok(())
     }
 

@@ -274,6 +274,12 @@ impl Fleet {
                 ADMIN_USER,
             );
             approval.spec.comment = Some("Staging verified (chaos).".to_owned());
+            // A sign-off counts only for the Release object whose uid it names.
+            let release = retry(&format!("read release {}", p.release()), || async {
+                self.releases.get(&p.release()).await
+            })
+            .await?;
+            approval.spec.release_uid = release.metadata.uid;
             let uid = retry(&format!("create approval {}", p.approval()), || async {
                 match self
                     .approvals

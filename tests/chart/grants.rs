@@ -171,8 +171,8 @@ pub fn namespace_grants() -> Grants {
     grants(&[("", "namespaces", &["get"])])
 }
 
-/// Cluster-scoped: the calendars and their status, and the admission policies and bindings
-/// (read only; like ReleasePolicies, granted ahead of the code that reads them).
+/// Cluster-scoped: the calendars, and their status; the admission policies and bindings that
+/// decide where sign-offs count.
 pub fn cluster_grants() -> Grants {
     grants(&[
         ("relman.io", "releasecalendars", &["get", "list", "watch"]),
@@ -180,12 +180,12 @@ pub fn cluster_grants() -> Grants {
         (
             "admissionregistration.k8s.io",
             "validatingadmissionpolicies",
-            &["get", "list", "watch"],
+            &["list", "watch"],
         ),
         (
             "admissionregistration.k8s.io",
             "validatingadmissionpolicybindings",
-            &["get", "list", "watch"],
+            &["list", "watch"],
         ),
     ])
 }

@@ -587,6 +587,8 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
             "--set",
             "releaseFreeze.enabled=false",
             "--set",
+            "releaseCreator.enabled=false",
+            "--set",
             "approvalPolicy.signoff.group=release-managers",
         ],
     )?;
@@ -678,5 +680,105 @@ async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
             .unwrap()
             .contains("release-freeze")
     }));
+    Ok(())
+}
+
+#[tokio::test]
+async fn release_creator_renders_the_policies_of_config() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    // With the release relman, the chart renders exactly config/release-creator.yaml.
+    let shipped = documents(&std::fs::read_to_string(
+        workspace().join("config/release-creator.yaml"),
+    )?)?;
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &["--show-only", "templates/release-creator.yaml"],
+    )?;
+    assert_eq!(objects.len(), shipped.len());
+    for expected in &shipped {
+        let kind = expected["kind"].as_str().unwrap();
+        let name = &expected["metadata"]["name"];
+        let rendered = find(&objects, kind)
+            .into_iter()
+            .find(|o| &o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("the chart renders no {kind} {name}"));
+        assert_eq!(
+            rendered["spec"], expected["spec"],
+            "{kind} {name}: the chart and config/release-creator.yaml differ"
+        );
+    }
+
+    // Another release's names, both bindings limited to the selected namespaces.
+    let objects = template(
+        cp,
+        "payments",
+        "payments-system",
+        &[
+            "--show-only",
+            "templates/release-creator.yaml",
+            "--set",
+            "releaseCreator.namespaceSelector.matchLabels.team=payments",
+        ],
+    )?;
+    for kind in [
+        "MutatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        let binding = one(&objects, kind);
+        assert_eq!(
+            binding["metadata"]["name"],
+            "payments-relman-release-creator"
+        );
+        assert_eq!(
+            binding["spec"]["policyName"],
+            "payments-relman-release-creator"
+        );
+        assert_eq!(
+            binding["spec"]["matchResources"],
+            json!({"namespaceSelector": {"matchLabels": {"team": "payments"}}}),
+            "{kind}"
+        );
+    }
+
+    // Off: none of it.
+    let objects = template(
+        cp,
+        "relman",
+        "relman-system",
+        &["--set", "releaseCreator.enabled=false"],
+    )?;
+    assert!(find(&objects, "MutatingAdmissionPolicy").is_empty());
+    assert!(find(&objects, "ValidatingAdmissionPolicy").iter().all(|p| {
+        !p["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("release-creator")
+    }));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_controller_is_told_the_name_of_the_charts_approval_policy() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    let objects = template(cp, "payments", "payments-system", &[])?;
+    let deployment = one(&objects, "Deployment");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let policy = env
+        .iter()
+        .find(|e| e["name"] == "RELMAN_APPROVAL_POLICY")
+        .expect("RELMAN_APPROVAL_POLICY is set");
+    assert_eq!(policy["value"], "payments-relman-approval-identity");
+    let identity = find(&objects, "ValidatingAdmissionPolicy")
+        .into_iter()
+        .any(|p| p["metadata"]["name"] == "payments-relman-approval-identity");
+    assert!(
+        identity,
+        "the policy it names is the one the chart installs"
+    );
     Ok(())
 }

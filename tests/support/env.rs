@@ -84,16 +84,23 @@ impl Env {
     /// (config/user-roles.yaml) in the test's namespace: may create and change Releases, may
     /// not touch Deployments, Jobs or sign-offs.
     pub async fn developer(&self, name: &str) -> anyhow::Result<kube::Client> {
+        self.user_with_role(name, "relman-developer").await
+    }
+
+    /// A client for user `name` holding only the shipped ClusterRole `role`
+    /// (config/user-roles.yaml: relman-developer, relman-approver or relman-release-manager)
+    /// in the test's namespace.
+    pub async fn user_with_role(&self, name: &str, role: &str) -> anyhow::Result<kube::Client> {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/config/user-roles.yaml"
         ))?;
         for document in serde_yaml::Deserializer::from_str(&text) {
             let value: Value = serde::Deserialize::deserialize(document)?;
-            if value["kind"] == "ClusterRole" && value["metadata"]["name"] == "relman-developer" {
+            if value["kind"] == "ClusterRole" && value["metadata"]["name"] == role {
                 Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(self.client.clone())
                     .patch(
-                        "relman-developer",
+                        role,
                         &PatchParams::apply("relman-tests").force(),
                         &Patch::Apply(&value),
                     )
@@ -101,9 +108,9 @@ impl Env {
             }
         }
         let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("relman-developer-{name}")},
+            "metadata": {"name": format!("{role}-{name}")},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                "name": "relman-developer"},
+                "name": role},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}]
         }))?;
         Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(self.client.clone(), &self.ns)
@@ -169,15 +176,18 @@ impl Env {
         events_now(&self.client, &self.ns, name, reason).await
     }
 
-    /// Approves `release` (version `version`) at the production gate.
+    /// Approves `release` (version `version`) at the production gate, naming the Release
+    /// object's uid as `kubectl relman approve` does.
     pub async fn approve_production(&self, release: &str, version: &str) -> anyhow::Result<()> {
-        let approval = approval(
+        let uid = self.releases.get(release).await?.metadata.uid;
+        let mut approval = approval(
             &format!("{release}-production"),
             release,
             version,
             "production",
             relman_testenv::ADMIN_USER,
         );
+        approval.spec.release_uid = uid;
         Api::<ReleaseApproval>::namespaced(self.client.clone(), &self.ns)
             .create(&PostParams::default(), &approval)
             .await?;

@@ -157,11 +157,11 @@ reason is beside it and in docs/install.md. tests/chart/ runs a controller with 
 - apiGroups: [relman.io]
   resources: [releasecalendars/status]
   verbs: [patch]
-# Whether the admission policies a ReleasePolicy relies on (the sign-off and freeze policies)
-# exist and are bound: read only, never create, change or delete one.
+# Sign-offs count only where the approval identity policy is bound with Deny: watch the
+# ValidatingAdmissionPolicies and their bindings (cluster-scoped) to know where that is.
 - apiGroups: [admissionregistration.k8s.io]
   resources: [validatingadmissionpolicies, validatingadmissionpolicybindings]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- with .Values.rbac.conditionGateRules }}
 # Condition gates (rbac.conditionGateRules).
 {{ toYaml . }}

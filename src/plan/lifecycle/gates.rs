@@ -7,9 +7,9 @@ use crate::api::reason::Reason;
 use crate::api::release::{Stage, StagePhase};
 use crate::api::time::from_k8s_time;
 use crate::api::time::to_k8s_time;
-use crate::api::{Decision, ReleaseSpec};
+use crate::api::{Decision, Release};
 use crate::plan::action::EventType;
-use crate::plan::observed::{Observed, ObservedApproval};
+use crate::plan::observed::{ApprovalEnforcement, ObservedApproval};
 
 use super::planner::{Outcome, OutcomeKind, Planner};
 
@@ -152,6 +152,24 @@ impl<'a> Planner<'a> {
                 )),
             }
         }
+        if let ApprovalEnforcement::NotEnforced { reason } = &self.observed.approval_enforcement {
+            message += &format!(
+                "; {}",
+                not_enforced_message(
+                    self.observed
+                        .release
+                        .metadata
+                        .namespace
+                        .as_deref()
+                        .unwrap_or_default(),
+                    reason,
+                )
+            );
+        }
+        let uncounted = self.uncounted_at(&stage.name);
+        if !uncounted.is_empty() {
+            message += &format!("; not counted: {}", uncounted.join("; "));
+        }
         message
     }
 
@@ -162,32 +180,153 @@ impl<'a> Planner<'a> {
             .find(|a| a.decision == Decision::Rejected)
     }
 
-    /// The approvals that count: for this Release, this version, and one of its gates (a
-    /// stage or a requirement), oldest first.
+    /// The approvals that count: see [`counted_approvals`].
     pub(super) fn counted_approvals(&self) -> Vec<&'a ObservedApproval> {
-        let observed: &'a Observed = self.observed;
-        let spec: &'a ReleaseSpec = self.spec;
-        let meta = &observed.release.metadata;
-        let created = meta.creation_timestamp.as_ref().map(from_k8s_time);
-        // A sign-off belongs to one Release object: the one whose uid it names, or, when it
-        // names none, one created no later than the sign-off. A Release deleted and created
-        // again under the same name starts without sign-offs.
-        let of_this_object = |a: &ObservedApproval| match &a.release_uid {
-            Some(uid) => meta.uid.as_ref() == Some(uid),
-            None => created.is_none_or(|created| a.created.is_some_and(|at| at >= created)),
-        };
-        let mut counted: Vec<&'a ObservedApproval> = observed
-            .approvals
-            .iter()
-            .filter(|a| {
-                a.release == self.release_name
-                    && a.version == spec.version
-                    && of_this_object(a)
-                    && (spec.stages.iter().any(|s| s.name == a.gate)
-                        || spec.requirements.iter().any(|r| r.name == a.gate))
-            })
-            .collect();
-        counted.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-        counted
+        counted_approvals(
+            &self.observed.release,
+            &self.observed.approvals,
+            &self.observed.approval_enforcement,
+            &self.policy_requirement_names(),
+        )
+        .counted
     }
+
+    /// The names of the requirements the stage namespaces' policies demand: approvals of them
+    /// are gates of this release too.
+    fn policy_requirement_names(&self) -> Vec<String> {
+        self.observed
+            .policies
+            .values()
+            .flat_map(|p| p.requirements())
+            .map(|(r, _)| r.name)
+            .collect()
+    }
+
+    /// Why each approval for this version at `gate` does not count, one sentence each, but
+    /// for the approvals the namespace's missing enforcement leaves out (said once, instead).
+    fn uncounted_at(&self, gate: &str) -> Vec<String> {
+        counted_approvals(
+            &self.observed.release,
+            &self.observed.approvals,
+            &self.observed.approval_enforcement,
+            &self.policy_requirement_names(),
+        )
+        .uncounted
+        .into_iter()
+        .filter(|(a, why)| a.gate == gate && *why != Uncounted::NotEnforced)
+        .map(|(a, why)| why.explain(a))
+        .collect()
+    }
+}
+
+/// Which approvals of a Release count, and why the others do not.
+#[derive(Debug, Default)]
+pub struct ApprovalCount<'a> {
+    /// The approvals that count, oldest first.
+    pub counted: Vec<&'a ObservedApproval>,
+    /// The approvals of this Release's name, version and one of its gates that do not count,
+    /// with the reason.
+    pub uncounted: Vec<(&'a ObservedApproval, Uncounted)>,
+}
+
+/// Why an approval of the right release name, version and gate does not count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uncounted {
+    /// It names no `releaseUID`, so it cannot be bound to one Release object.
+    NoReleaseUid,
+    /// It names the uid of another Release object of the same name (one deleted since).
+    OtherRelease {
+        /// The uid it names.
+        uid: String,
+    },
+    /// It was created before the Release.
+    OlderThanRelease,
+    /// An approval (not a rejection) in a namespace where the API server does not enforce who
+    /// signs approvals ([`ApprovalEnforcement::NotEnforced`]).
+    NotEnforced,
+}
+
+impl Uncounted {
+    /// Why `approval` does not count, for people.
+    pub fn explain(&self, approval: &ObservedApproval) -> String {
+        let name = &approval.name;
+        match self {
+            Self::NoReleaseUid => format!(
+                "approval {name} names no releaseUID: create it with kubectl relman approve"
+            ),
+            Self::OtherRelease { uid } => format!(
+                "approval {name} is for an earlier Release of this name (uid {uid}), not this one"
+            ),
+            Self::OlderThanRelease => {
+                format!("approval {name} was created before this Release")
+            }
+            Self::NotEnforced => format!(
+                "approval {name} is not trusted: the API server does not enforce who signs approvals in this namespace"
+            ),
+        }
+    }
+}
+
+/// The approvals of `approvals` that count for `release`, oldest first, and why the others of
+/// its name, version and gates do not.
+///
+/// An approval counts when it is for this Release object (it names the Release's uid in
+/// `spec.releaseUID` and was created no earlier than the Release: a Release deleted and
+/// created again under the same name starts without sign-offs), for its version, and for one
+/// of its gates (a stage or a requirement). An `Approved` decision counts only where the API
+/// server enforces who signs approvals (`enforcement`); a `Rejected` one counts regardless,
+/// since stopping a release on a rejection nobody can vouch for is safe (it reverts) and
+/// opening a gate on one is not.
+pub fn counted_approvals<'a>(
+    release: &Release,
+    approvals: &'a [ObservedApproval],
+    enforcement: &ApprovalEnforcement,
+    policy_gates: &[String],
+) -> ApprovalCount<'a> {
+    let meta = &release.metadata;
+    let spec = &release.spec;
+    let name = meta.name.as_deref().unwrap_or_default();
+    let created = meta.creation_timestamp.as_ref().map(from_k8s_time);
+    let mut count = ApprovalCount::default();
+    for approval in approvals {
+        if approval.release != name
+            || approval.version != spec.version
+            || !(spec.stages.iter().any(|s| s.name == approval.gate)
+                || spec.requirements.iter().any(|r| r.name == approval.gate)
+                || policy_gates.contains(&approval.gate))
+        {
+            continue;
+        }
+        let why = match &approval.release_uid {
+            None => Some(Uncounted::NoReleaseUid),
+            Some(uid) if meta.uid.as_ref() != Some(uid) => {
+                Some(Uncounted::OtherRelease { uid: uid.clone() })
+            }
+            Some(_)
+                if created
+                    .is_some_and(|created| approval.created.is_none_or(|at| at < created)) =>
+            {
+                Some(Uncounted::OlderThanRelease)
+            }
+            Some(_) if approval.decision == Decision::Approved && !enforcement.is_enforced() => {
+                Some(Uncounted::NotEnforced)
+            }
+            Some(_) => None,
+        };
+        match why {
+            None => count.counted.push(approval),
+            Some(why) => count.uncounted.push((approval, why)),
+        }
+    }
+    let order = |a: &&ObservedApproval| (a.created, a.name.clone());
+    count.counted.sort_by_key(order);
+    count.uncounted.sort_by_key(|(a, _)| order(a));
+    count
+}
+
+/// Why approvals in `namespace` do not open gates, and how to fix it.
+pub fn not_enforced_message(namespace: &str, reason: &str) -> String {
+    format!(
+        "approvals in namespace {namespace} are not trusted and open no gate, because {reason}: the API server must enforce who signs them (a cluster admin runs kubectl apply -f config/approval-policy.yaml, or installs the chart with approvalPolicy.enabled=true)"
+    )
 }

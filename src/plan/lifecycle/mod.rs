@@ -60,6 +60,7 @@ mod policy;
 mod revert;
 mod status;
 
+pub use gates::{ApprovalCount, Uncounted, counted_approvals, not_enforced_message};
 pub use planner::{
     FORBIDDEN_RECHECK, NAMESPACE_CONSENT_RECHECK, REASON_FORBIDDEN, REASON_NAMESPACE_NOT_PERMITTED,
     plan, plan_standing,

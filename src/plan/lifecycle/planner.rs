@@ -56,6 +56,10 @@ pub fn plan_standing(
         deployments,
         jobs: Vec::new(),
         approvals: Vec::new(),
+        // A finished release counts no approval.
+        approval_enforcement: crate::plan::observed::ApprovalEnforcement::NotEnforced {
+            reason: "a finished release reads no approvals".into(),
+        },
         gates: crate::plan::observed::Gates::default(),
         namespace_consent: BTreeMap::new(),
         policies: BTreeMap::new(),
