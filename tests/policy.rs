@@ -10,9 +10,9 @@ use anyhow::Context;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use relman::api::ReleasePolicy;
 use relman::api::labels::LABEL_RELEASE;
 use relman::api::release::ReleasePhase;
+use relman::api::{ReleaseApproval, ReleasePolicy};
 use serde_json::json;
 use support::{Env, OLD_IMAGE, condition, web};
 
@@ -233,5 +233,73 @@ async fn a_developer_cannot_write_the_namespace_policy() -> anyhow::Result<()> {
             .await
             .map(|_| ())
     ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_release_manager_cannot_sign_off_their_own_release_where_the_policy_says_so()
+-> anyhow::Result<()> {
+    let env = Env::new("policy-self").await.context("env")?;
+    write_policy(
+        &env,
+        "independent",
+        json!({"gates": {"approval": {"approvers": 1}}}),
+    )
+    .await?;
+    let rita = env.user_with_role("rita", "relman-release-manager").await?;
+    let sam = env.user_with_role("sam", "relman-release-manager").await?;
+    let name = env
+        .create_as(rita.clone(), web("2.0.0").json())
+        .await
+        .context("rita creates the Release")?;
+    let release = env.releases.get(&name).await?;
+    assert_eq!(
+        release.creator(),
+        Some("rita"),
+        "the API server recorded the creator"
+    );
+    let uid = release.metadata.uid.clone().unwrap();
+    let _controller = env.controller();
+    let sign = |client: kube::Client, who: &'static str| {
+        let (ns, name, uid) = (env.ns.clone(), name.clone(), uid.clone());
+        async move {
+            let mut approval =
+                support::approval(&format!("{name}-{who}"), &name, "2.0.0", "staging", who);
+            approval.spec.release_uid = Some(uid);
+            Api::<ReleaseApproval>::namespaced(client, &ns)
+                .create(&PostParams::default(), &approval)
+                .await
+        }
+    };
+    sign(rita, "rita")
+        .await
+        .context("rita signs her own release")?;
+    let status = env
+        .wait_status(&name, "rita's own sign-off not counted", |s| {
+            s.phase == Some(ReleasePhase::AwaitingApproval)
+                && condition(s, "Ready")
+                    .message
+                    .contains("rita's own do not count")
+        })
+        .await?;
+    assert!(
+        condition(&status, "Ready")
+            .message
+            .contains(&format!("ReleasePolicy {}/independent", env.ns)),
+        "the message names the policy"
+    );
+    assert_eq!(
+        env.image("web-staging").await?,
+        OLD_IMAGE,
+        "nothing rolled out"
+    );
+    sign(sam, "sam").await.context("sam signs")?;
+    env.wait_status(&name, "staging started on sam's sign-off", |s| {
+        s.stages
+            .first()
+            .and_then(|stage| stage.phase)
+            .is_some_and(|phase| phase != relman::api::release::StagePhase::Pending)
+    })
+    .await?;
     Ok(())
 }

@@ -519,9 +519,12 @@ pub struct ReleaseStatus {
     /// Per-stage progress: rollout revisions, the captured known-good state, Jobs and results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageStatus>,
-    /// The sign-offs relman has counted.
+    /// The sign-offs relman has counted, the newest 100.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ApprovalRecord>,
+    /// How many older sign-offs `approvals` leaves out: it lists the newest 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_not_listed: Option<u32>,
     /// The incident opened by a production revert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentStatus>,

@@ -1351,3 +1351,30 @@ fn no_revert_goes_to_a_namespace_that_withdrew_consent() {
     assert_eq!(phase(&world), ReleasePhase::RolledBack);
     assert_condition(&world, "RolledBack", "True", "SmokeTestFailed");
 }
+
+#[test]
+fn a_flood_of_sign_offs_keeps_the_newest_hundred_and_counts_the_rest() {
+    let mut world = World::two_stages();
+    for i in 0..150 {
+        world.advance(1);
+        world.decide(
+            "production",
+            &format!("approver-{i}"),
+            VERSION,
+            Decision::Approved,
+        );
+    }
+    world.reconcile();
+    let status = world.status().clone();
+    assert_eq!(status.approvals.len(), 100);
+    assert_eq!(status.approvals_not_listed, Some(50));
+    assert_eq!(
+        status.approvals[0].approver, "approver-50",
+        "the oldest went first"
+    );
+    assert_eq!(status.approvals[99].approver, "approver-149");
+    // Planned again, nothing changes: the list and the count are stable.
+    world.reconcile();
+    assert_eq!(world.status().approvals, status.approvals);
+    assert_eq!(world.status().approvals_not_listed, Some(50));
+}

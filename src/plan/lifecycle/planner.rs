@@ -30,6 +30,9 @@ pub const FORBIDDEN_RECHECK: Duration = Duration::from_secs(60);
 pub(super) const REASON_ABORT_IGNORED: &str = Reason::AbortIgnored.as_str();
 /// The most history entries kept; the oldest go first.
 pub(super) const MAX_HISTORY: usize = 100;
+/// The most sign-offs `status.approvals` lists; the oldest go first (see
+/// `approvalsNotListed`).
+pub(super) const MAX_APPROVAL_RECORDS: usize = 100;
 /// The Stalled reason of a release whose stage would act in a namespace that has not
 /// accepted it (see [`NamespaceConsent`]).
 pub const REASON_NAMESPACE_NOT_PERMITTED: &str = Reason::NamespaceNotPermitted.as_str();

@@ -12,7 +12,8 @@ use crate::api::time::to_k8s_time;
 use crate::plan::action::EventType;
 
 use super::planner::{
-    Outcome, OutcomeKind, Planner, REASON_NAMESPACE_NOT_PERMITTED, REASON_REJECTED, failure,
+    MAX_APPROVAL_RECORDS, Outcome, OutcomeKind, Planner, REASON_NAMESPACE_NOT_PERMITTED,
+    REASON_REJECTED, failure,
 };
 
 impl<'a> Planner<'a> {
@@ -40,8 +41,10 @@ impl<'a> Planner<'a> {
         self.status.stages = stages;
     }
 
-    /// Adds the approvals that count to `status.approvals`. Records are never dropped, so the
-    /// audit trail survives a deleted ReleaseApproval.
+    /// Adds the approvals that count to `status.approvals`, so the audit trail survives a
+    /// deleted ReleaseApproval. At most [`MAX_APPROVAL_RECORDS`] are kept, the oldest dropped
+    /// first and counted in `approvalsNotListed`: a flood of sign-offs cannot grow the status
+    /// until etcd refuses it.
     pub(super) fn record_counted_approvals(&mut self) {
         for approval in self.counted_approvals() {
             if self
@@ -66,6 +69,19 @@ impl<'a> Planner<'a> {
         self.status
             .approvals
             .sort_by(|a, b| (&a.at, &a.name).cmp(&(&b.at, &b.name)));
+        let excess = self
+            .status
+            .approvals
+            .len()
+            .saturating_sub(MAX_APPROVAL_RECORDS);
+        if excess > 0 {
+            self.status.approvals.drain(..excess);
+            // The sign-offs known now (listed or still existing) beyond the cap; never fewer
+            // than counted before, when some of those were deleted since.
+            let before = self.old.approvals_not_listed.unwrap_or(0);
+            let now = u32::try_from(excess).unwrap_or(u32::MAX);
+            self.status.approvals_not_listed = Some(before.max(now));
+        }
     }
 
     pub(super) fn close_incident_once_root_cause_is_recorded(&mut self) {
