@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use relman::api::labels::LABEL_RELEASE;
 use relman::api::release::ReleasePhase;
 use relman::api::{ReleaseApproval, ReleasePolicy};
+use relman_testenv::ControlPlane;
 use serde_json::json;
 use support::{Env, OLD_IMAGE, condition, web};
 
@@ -295,6 +296,76 @@ async fn a_release_manager_cannot_sign_off_their_own_release_where_the_policy_sa
     );
     sign(sam, "sam").await.context("sam signs")?;
     env.wait_status(&name, "staging started on sam's sign-off", |s| {
+        s.stages
+            .first()
+            .and_then(|stage| stage.phase)
+            .is_some_and(|phase| phase != relman::api::release::StagePhase::Pending)
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_sign_offs_of_the_policys_group_count_as_the_api_server_records_them()
+-> anyhow::Result<()> {
+    let env = Env::new("policy-group").await.context("env")?;
+    write_policy(
+        &env,
+        "managers",
+        json!({"gates": {"approval": {"independent": false, "group": "release-managers"}}}),
+    )
+    .await?;
+    let name = web("2.0.0").name().to_owned();
+    env.create(&web("2.0.0").build()).await?;
+    let uid = env.releases.get(&name).await?.metadata.uid.clone().unwrap();
+    let _controller = env.controller();
+    // dave signs as an approver outside the group, and writes the group in himself.
+    env.user_with_role("dave", "relman-approver").await?;
+    let dave = ControlPlane::shared()
+        .await?
+        .user_client("dave", &["developers"])
+        .await?;
+    let mut forged = support::approval(&format!("{name}-dave"), &name, "2.0.0", "staging", "dave");
+    forged.spec.release_uid = Some(uid.clone());
+    forged.metadata.annotations = Some(
+        [(
+            "relman.io/approver-groups".to_owned(),
+            "release-managers".to_owned(),
+        )]
+        .into(),
+    );
+    // The API server records his real groups over what he wrote.
+    let created = Api::<ReleaseApproval>::namespaced(dave, &env.ns)
+        .create(&PostParams::default(), &forged)
+        .await?;
+    let recorded = created.metadata.annotations.unwrap_or_default();
+    assert!(
+        recorded
+            .get("relman.io/approver-groups")
+            .is_some_and(|g| g.split(',').any(|g| g == "developers")
+                && !g.split(',').any(|g| g == "release-managers")),
+        "the API server recorded dave's own groups over the forged one: {recorded:?}"
+    );
+    env.wait_status(&name, "dave's sign-off not counted", |s| {
+        s.phase == Some(ReleasePhase::AwaitingApproval)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.message.contains("members of release-managers"))
+    })
+    .await?;
+    assert_eq!(env.image("web-staging").await?, OLD_IMAGE);
+    // A member of the group signs: staging starts.
+    env.user_with_role("rita", "relman-approver").await?;
+    let rita = ControlPlane::shared()
+        .await?
+        .user_client("rita", &["release-managers"])
+        .await?;
+    let mut signed = support::approval(&format!("{name}-rita"), &name, "2.0.0", "staging", "rita");
+    signed.spec.release_uid = Some(uid);
+    Api::<ReleaseApproval>::namespaced(rita, &env.ns)
+        .create(&PostParams::default(), &signed)
+        .await?;
+    env.wait_status(&name, "staging started on rita's sign-off", |s| {
         s.stages
             .first()
             .and_then(|stage| stage.phase)

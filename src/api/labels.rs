@@ -50,3 +50,9 @@ pub const ANNOTATION_COMMIT_TIME: &str = "relman.io/commit-time";
 /// overwritten on create, and a change is refused on update), so relman can tell a sign-off by
 /// the Release's own author from an independent one.
 pub const ANNOTATION_CREATED_BY: &str = "relman.io/created-by";
+
+/// The annotation that records the groups of the user who created a ReleaseApproval, joined by
+/// commas, as the API server authenticated them (`config/approval-policy.yaml` sets it on
+/// create and refuses any other value). A ReleasePolicy that asks for sign-offs from a group
+/// counts only approvals whose record names it.
+pub const ANNOTATION_APPROVER_GROUPS: &str = "relman.io/approver-groups";

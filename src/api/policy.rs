@@ -206,6 +206,12 @@ pub struct ApprovalRule {
     /// then gets no sign-off counted at all. Defaults to true.
     #[serde(default = "yes")]
     pub independent: bool,
+    /// Count only sign-offs by members of this group, as the API server recorded them when
+    /// the ReleaseApproval was created (the relman.io/approver-groups annotation that
+    /// config/approval-policy.yaml sets). An approval without that record does not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub group: Option<String>,
 }
 
 fn one() -> u32 {

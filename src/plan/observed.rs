@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::api::labels::{
-    ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_DRIVEN_BY, ANNOTATION_KNOWN_GOOD_RELEASE,
-    ANNOTATION_REVISION, LABEL_RELEASE_UID,
+    ANNOTATION_ACCEPT_RELEASES_FROM, ANNOTATION_APPROVER_GROUPS, ANNOTATION_DRIVEN_BY,
+    ANNOTATION_KNOWN_GOOD_RELEASE, ANNOTATION_REVISION, LABEL_RELEASE_UID,
 };
 use crate::api::release::RequirementStatus;
 use crate::api::time::from_k8s_time;
@@ -750,6 +750,9 @@ pub struct ObservedApproval {
     pub created: Option<DateTime<Utc>>,
     /// The uid of the Release object it names (`spec.releaseUID`), if it names one.
     pub release_uid: Option<String>,
+    /// The approver's groups as the API server recorded them
+    /// ([`ANNOTATION_APPROVER_GROUPS`]); `None` when not recorded.
+    pub groups: Option<Vec<String>>,
 }
 
 impl ObservedApproval {
@@ -769,6 +772,19 @@ impl ObservedApproval {
                 .as_ref()
                 .map(from_k8s_time),
             release_uid: approval.spec.release_uid.clone(),
+            groups: approval
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_APPROVER_GROUPS))
+                .map(|groups| {
+                    groups
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }),
         }
     }
 }

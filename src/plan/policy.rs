@@ -49,6 +49,8 @@ pub struct ApprovalDemand {
     pub independent: bool,
     /// The policies that ask for a sign-off, for messages.
     pub by: String,
+    /// The groups the approvers must belong to (every one some policy names).
+    pub groups: Vec<String>,
 }
 
 impl NamespacePolicy {
@@ -187,11 +189,13 @@ impl NamespacePolicy {
                     approvers: rule.approvers.max(1),
                     independent: rule.independent,
                     by: name,
+                    groups: rule.group.iter().cloned().collect(),
                 },
                 Some(d) => ApprovalDemand {
                     approvers: d.approvers.max(rule.approvers),
                     independent: d.independent || rule.independent,
                     by: format!("{}, {name}", d.by),
+                    groups: d.groups.into_iter().chain(rule.group.clone()).collect(),
                 },
             });
         }

@@ -462,6 +462,7 @@ impl World {
             comment: None,
             created: Some(self.now),
             release_uid: self.release.metadata.uid.clone(),
+            groups: None,
         });
     }
 

@@ -694,7 +694,12 @@ async fn release_creator_renders_the_policies_of_config() -> anyhow::Result<()> 
         cp,
         "relman",
         "relman-system",
-        &["--show-only", "templates/release-creator.yaml"],
+        &[
+            "--show-only",
+            "templates/release-creator.yaml",
+            "--set",
+            "clusterWide=true",
+        ],
     )?;
     assert_eq!(objects.len(), shipped.len());
     for expected in &shipped {
@@ -720,26 +725,33 @@ async fn release_creator_renders_the_policies_of_config() -> anyhow::Result<()> 
             "templates/release-creator.yaml",
             "--set",
             "releaseCreator.namespaceSelector.matchLabels.team=payments",
+            "--set",
+            "clusterWide=true",
         ],
     )?;
     for kind in [
         "MutatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
     ] {
-        let binding = one(&objects, kind);
-        assert_eq!(
-            binding["metadata"]["name"],
-            "payments-relman-release-creator"
-        );
-        assert_eq!(
-            binding["spec"]["policyName"],
-            "payments-relman-release-creator"
-        );
-        assert_eq!(
-            binding["spec"]["matchResources"],
-            json!({"namespaceSelector": {"matchLabels": {"team": "payments"}}}),
-            "{kind}"
-        );
+        let bindings = find(&objects, kind);
+        let expected: &[&str] = if kind == "MutatingAdmissionPolicyBinding" {
+            &[
+                "payments-relman-release-creator",
+                "payments-relman-approver-groups",
+            ]
+        } else {
+            &["payments-relman-release-creator"]
+        };
+        assert_eq!(bindings.len(), expected.len(), "{kind}");
+        for (binding, name) in bindings.iter().zip(expected) {
+            assert_eq!(binding["metadata"]["name"], *name);
+            assert_eq!(binding["spec"]["policyName"], *name);
+            assert_eq!(
+                binding["spec"]["matchResources"],
+                json!({"namespaceSelector": {"matchLabels": {"team": "payments"}}}),
+                "{kind}"
+            );
+        }
     }
 
     // Off: none of it.
@@ -747,7 +759,12 @@ async fn release_creator_renders_the_policies_of_config() -> anyhow::Result<()> 
         cp,
         "relman",
         "relman-system",
-        &["--set", "releaseCreator.enabled=false"],
+        &[
+            "--set",
+            "releaseCreator.enabled=false",
+            "--set",
+            "clusterWide=true",
+        ],
     )?;
     assert!(find(&objects, "MutatingAdmissionPolicy").is_empty());
     assert!(find(&objects, "ValidatingAdmissionPolicy").iter().all(|p| {
@@ -762,7 +779,12 @@ async fn release_creator_renders_the_policies_of_config() -> anyhow::Result<()> 
 #[tokio::test]
 async fn the_controller_is_told_the_name_of_the_charts_approval_policy() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
-    let objects = template(cp, "payments", "payments-system", &[])?;
+    let objects = template(
+        cp,
+        "payments",
+        "payments-system",
+        &["--set", "clusterWide=true"],
+    )?;
     let deployment = one(&objects, "Deployment");
     let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()

@@ -105,13 +105,30 @@ impl<'a> Planner<'a> {
     /// count, and without a record of the creator nobody does (fail closed).
     pub(super) fn approvers_of(&self, stage: &Stage) -> BTreeSet<String> {
         let independent = self.independence_demanded_by(stage).is_some();
+        let groups = self.groups_demanded(stage);
         let creator = self.observed.release.creator();
         self.counted_approvals()
             .into_iter()
             .filter(|a| a.gate == stage.name && a.decision == Decision::Approved)
             .filter(|a| !independent || creator.is_some_and(|c| c != a.approver))
+            .filter(|a| {
+                groups.iter().all(|group| {
+                    a.groups
+                        .as_ref()
+                        .is_some_and(|recorded| recorded.contains(group))
+                })
+            })
             .map(|a| a.approver.clone())
             .collect()
+    }
+
+    /// The groups a policy of the stage's namespace demands approvers belong to.
+    pub(super) fn groups_demanded(&self, stage: &Stage) -> Vec<String> {
+        self.observed
+            .policy(&self.stage_namespace(stage))
+            .approval()
+            .map(|d| d.groups)
+            .unwrap_or_default()
     }
 
     pub(super) fn awaiting_approval_message(
@@ -142,6 +159,13 @@ impl<'a> Planner<'a> {
             stage.name,
             approvers.len()
         );
+        let groups = self.groups_demanded(stage);
+        if !groups.is_empty() {
+            message.push_str(&format!(
+                ". Only sign-offs by members of {} count, as the API server recorded them on the ReleaseApproval (relman.io/approver-groups, set by config/approval-policy.yaml)",
+                groups.join(" and ")
+            ));
+        }
         if let Some(by) = self.independence_demanded_by(stage) {
             match self.observed.release.creator() {
                 Some(creator) => message.push_str(&format!(

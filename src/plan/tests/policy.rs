@@ -240,3 +240,32 @@ fn the_status_names_the_policies_each_stage_is_held_to() {
         ]
     );
 }
+
+#[test]
+fn only_sign_offs_of_the_policys_group_count() {
+    let mut world = World::two_stages();
+    world.policies.extend([governed(
+        PRODUCTION_NS,
+        json!({"gates": {"approval": {"independent": false, "group": "release-managers"}}}),
+    )]);
+    verify_staging(&mut world);
+    // Recorded groups without the one demanded, and no record at all: neither counts.
+    world.decide("production", "dev", VERSION, Decision::Approved);
+    world.approvals.last_mut().unwrap().groups = Some(vec!["developers".into()]);
+    world.decide("production", "old", VERSION, Decision::Approved);
+    world.run_until_waiting();
+    let message = awaiting_approval(&world);
+    assert!(
+        message.contains("Only sign-offs by members of release-managers count"),
+        "{message}"
+    );
+    world.decide("production", "rm", VERSION, Decision::Approved);
+    world.approvals.last_mut().unwrap().groups =
+        Some(vec!["developers".into(), "release-managers".into()]);
+    world.run_until_waiting();
+    assert_ne!(
+        stage_phase(&world, 1),
+        StagePhase::Pending,
+        "the manager's sign-off counts"
+    );
+}
