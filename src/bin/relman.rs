@@ -5,12 +5,23 @@ use std::sync::Arc;
 use relman::controller::calendar::{CalendarController, CalendarScope};
 use relman::controller::{self, Context};
 use relman::http::HttpState;
-use relman::leader::{LeaderElector, Leadership};
+use relman::leader::{Fence, LeaderElector, Leadership};
 use relman::metrics::Metrics;
 use relman::plan::PlanConfig;
 use relman::readiness::ReadyFlag;
 use relman::settings::{LogFormat, Settings};
 use relman::{http, telemetry};
+
+/// The controller's client: kube's own retries off (they ignore leadership), writes fenced by
+/// `leadership` ([`Fence`]).
+fn fenced_client(
+    mut config: kube::Config,
+    leadership: &Leadership,
+) -> Result<kube::Client, Box<dyn std::error::Error>> {
+    config.default_retry = false;
+    let inner = kube::Client::try_from(config)?;
+    Ok(Fence::new(leadership.clone()).client(inner))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,12 +32,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let addr = settings.http_addr;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %addr, "relman starting");
-    let client = kube::Client::try_default().await.map_err(|e| {
+    let config = kube::Config::infer().await.map_err(|e| {
         format!("cannot reach the Kubernetes API (set KUBECONFIG or run in a cluster): {e}")
     })?;
+    // The election's own client writes the Lease whoever leads.
+    let election_client = kube::Client::try_from(config.clone())?;
     let instance = settings.pod_name.clone();
     let namespace = settings.namespace.clone();
-    let (election, leadership) = leader_election(&client, &settings)?;
+    let (election, leadership) = leader_election(&election_client, &settings)?;
+    // Every other write is fenced: sent only while this replica leads, and ended before its
+    // leadership is (docs/design-decisions.md, "Fencing").
+    let client = fenced_client(config, &leadership)?;
     let metrics = Arc::new(Metrics::new());
     let releases_ready = ReadyFlag::new();
     let calendars = CalendarController::new(

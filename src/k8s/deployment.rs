@@ -71,7 +71,10 @@ pub fn roll_out_patch(
     })
 }
 
-/// Sets the release's images on the Deployment `namespace/name`; returns it as written.
+/// Sets the release's images on the Deployment `namespace/name`; returns it as written. The
+/// patch carries the resourceVersion just read: if anyone (a person, another replica of relman
+/// that took over) changed the Deployment in between, or the patch reaches the API server after
+/// such a change, it is refused (409) and the next reconcile plans again.
 pub async fn roll_out(
     client: &Client,
     namespace: &str,
@@ -81,7 +84,8 @@ pub async fn roll_out(
 ) -> Result<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let current = api.get(name).await?;
-    let patch = roll_out_patch(&current, images, driver);
+    let mut patch = roll_out_patch(&current, images, driver);
+    patch["metadata"]["resourceVersion"] = json!(current.resource_version());
     Ok(api
         .patch(
             name,
@@ -158,7 +162,9 @@ pub async fn revert_to_known_good(
 }
 
 /// Merges `annotations` into the Deployment's metadata (not its pod template: no rollout);
-/// returns the Deployment as written.
+/// returns the Deployment as written. Like [`roll_out`], the patch carries the resourceVersion
+/// just read, so a mark that arrives after someone changed the Deployment (a revert by the
+/// replica that took over, say) is refused instead of calling the new revision known-good.
 pub async fn mark_known_good(
     client: &Client,
     namespace: &str,
@@ -166,7 +172,11 @@ pub async fn mark_known_good(
     annotations: &BTreeMap<String, String>,
 ) -> Result<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let patch = json!({ "metadata": { "annotations": annotations } });
+    let current = api.get(name).await?;
+    let patch = json!({ "metadata": {
+        "annotations": annotations,
+        "resourceVersion": current.resource_version(),
+    } });
     Ok(api
         .patch(name, &relman_patch(), &Patch::Merge(&patch))
         .await?)

@@ -16,10 +16,16 @@
 //! - On a clean stop the holder steps down and frees the Lease, so the next replica takes
 //!   over within `retry_period` instead of waiting for the Lease to expire.
 
+mod fence;
+mod leadership;
+
+pub use fence::{Fence, FenceError, WRITE_BUDGET};
+pub use leadership::Leadership;
+use leadership::Role;
+
 use std::future::Future;
 use std::time::Duration;
 
-use futures::Stream;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -134,89 +140,6 @@ pub fn unique_identity(host: &str) -> String {
     format!("{host}_{:x}{nanos:08x}", std::process::id())
 }
 
-/// This replica's role, as the election task last decided it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// Another replica holds the Lease, or nobody does yet.
-    Follower,
-    /// This replica holds the Lease, until the instant (or for good: election is off).
-    /// `term` counts the times it became the leader.
-    Leader { until: Option<Instant>, term: u64 },
-}
-
-impl Role {
-    fn is_leader(self) -> bool {
-        match self {
-            Self::Follower => false,
-            Self::Leader { until: None, .. } => true,
-            Self::Leader {
-                until: Some(until), ..
-            } => Instant::now() < until,
-        }
-    }
-
-    /// The term while leader, `None` otherwise.
-    fn term(self) -> Option<u64> {
-        match self {
-            Self::Leader { term, .. } if self.is_leader() => Some(term),
-            _ => None,
-        }
-    }
-}
-
-/// Whether this replica may write now. Cheap to clone and to ask.
-#[derive(Clone, Debug)]
-pub struct Leadership {
-    role: watch::Receiver<Role>,
-}
-
-impl Leadership {
-    /// Always the leader: leader election is off, or a test runs a single controller.
-    pub fn always() -> Self {
-        let (_, role) = watch::channel(Role::Leader {
-            until: None,
-            term: 0,
-        });
-        Self { role }
-    }
-
-    /// Whether this replica holds the Lease and its last renewal is recent enough to write.
-    pub fn is_leader(&self) -> bool {
-        self.role.borrow().is_leader()
-    }
-
-    /// Emits each time this replica becomes the leader (not for the state it has now), so a
-    /// controller can reconcile everything the previous leader left half-way, and everything
-    /// it skipped itself as a follower. Ends when the election stops.
-    pub fn gained(&self) -> impl Stream<Item = ()> + Send + 'static {
-        let mut role = self.role.clone();
-        let current = role.borrow_and_update().term();
-        futures::stream::unfold((role, current), |(mut role, seen)| async move {
-            loop {
-                role.changed().await.ok()?;
-                let term = role.borrow_and_update().term();
-                if term.is_some() && term != seen {
-                    return Some(((), (role, term)));
-                }
-            }
-        })
-    }
-
-    /// Waits until this replica is the leader (returns at once when it is).
-    pub async fn wait_until_leader(&self) {
-        let mut role = self.role.clone();
-        loop {
-            if role.borrow_and_update().is_leader() {
-                return;
-            }
-            if role.changed().await.is_err() {
-                // The election stopped; nothing will make this replica the leader.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-}
-
 /// What a follower saw of the Lease, to tell when its holder stopped renewing.
 #[derive(Debug)]
 struct Sighting {
@@ -251,7 +174,7 @@ impl LeaderElector {
             sighting: None,
             term: 0,
         };
-        (elector, Leadership { role: receiver })
+        (elector, Leadership::new(receiver))
     }
 
     /// Competes for the Lease until `stop` completes, then steps down and frees the Lease if
@@ -537,7 +460,7 @@ mod tests {
             until: Some(Instant::now() + Duration::from_millis(50)),
             term: 1,
         });
-        let leadership = Leadership { role: receiver };
+        let leadership = Leadership::new(receiver);
         assert!(leadership.is_leader());
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(
@@ -550,7 +473,7 @@ mod tests {
     #[tokio::test]
     async fn gained_emits_on_each_new_leadership_only() {
         let (sender, receiver) = watch::channel(Role::Follower);
-        let leadership = Leadership { role: receiver };
+        let leadership = Leadership::new(receiver);
         let mut gained = Box::pin(leadership.gained());
         sender.send_replace(leader(1));
         assert_eq!(gained.next().await, Some(()));
