@@ -167,7 +167,12 @@ pub(crate) fn etcd(bin: &Path, layout: &Layout, ports: &Ports) -> Launch {
 }
 
 /// kube-apiserver with client-certificate authentication and Node,RBAC authorization.
-pub(crate) fn kube_apiserver(bin: &Path, layout: &Layout, ports: &Ports) -> Launch {
+pub(crate) fn kube_apiserver(
+    bin: &Path,
+    layout: &Layout,
+    ports: &Ports,
+    audit_log: Option<&Path>,
+) -> Launch {
     let pki = |name: &str| layout.pki_file(name).display().to_string();
     launch(
         "kube-apiserver",
@@ -196,17 +201,19 @@ pub(crate) fn kube_apiserver(bin: &Path, layout: &Layout, ports: &Ports) -> Laun
             "--profiling=false".to_owned(),
         ],
     )
-    .with_args(audit_args())
+    .with_args(audit_args(audit_log))
 }
 
-/// The audit-log flags when [`AUDIT_LOG_ENV`] is set (none otherwise). A default policy that
-/// cannot be written leaves auditing off, with a warning: the log is a measuring aid, not
-/// something a control plane needs.
-fn audit_args() -> Vec<String> {
-    let Some(log) = std::env::var_os(AUDIT_LOG_ENV).filter(|p| !p.is_empty()) else {
+/// The audit-log flags when `audit_log` is given or [`AUDIT_LOG_ENV`] is set (none otherwise).
+/// A default policy that cannot be written leaves auditing off, with a warning: the log is a
+/// measuring aid, not something a control plane needs.
+fn audit_args(audit_log: Option<&Path>) -> Vec<String> {
+    let from_env = std::env::var_os(AUDIT_LOG_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let Some(log) = audit_log.map(Path::to_path_buf).or(from_env) else {
         return Vec::new();
     };
-    let log = PathBuf::from(log);
     let policy = match std::env::var_os(AUDIT_POLICY_ENV).filter(|p| !p.is_empty()) {
         Some(policy) => PathBuf::from(policy),
         None => {

@@ -1,6 +1,6 @@
 //! Chaos: relman keeps its promises while the world around it fails.
 //!
-//! Three tests, one per scenario, run one at a time, each on a control plane of its own (the API
+//! Four tests, one per scenario, run one at a time, each on a control plane of its own (the API
 //! server restarts would disturb other tests on a shared one), with the real `relman` binary
 //! as a child process so it can be SIGKILLed:
 //!
@@ -12,6 +12,9 @@
 //! 3. **Leader kills**: two relman processes with leader election on one Lease; the leader is
 //!    SIGKILLed again and again. Every Event relman writes must come from the instance that
 //!    held the Lease at that moment (never two writers).
+//! 4. **Leader pauses**: the same two processes, each as a user of its own; the leader is frozen
+//!    with SIGSTOP until the other has taken the Lease, then resumed with SIGCONT. The API
+//!    server's audit log must show no write of either that took effect outside its own terms.
 //!
 //! After each scenario every release is checked against what it must end as ([`Fate`]): its
 //! phase and stage phases, each Deployment's image and revision (rolled out exactly once,
@@ -23,7 +26,8 @@
 //! Sizes come from the environment (`make chaos` sets the large ones; the defaults are the
 //! short run inside `make test`): `RELMAN_CHAOS_RELEASES`, `RELMAN_CHAOS_KILLS`,
 //! `RELMAN_CHAOS_RESTART_RELEASES`, `RELMAN_CHAOS_RESTARTS`, `RELMAN_CHAOS_LEADER_RELEASES`,
-//! `RELMAN_CHAOS_LEADER_KILLS`, `RELMAN_CHAOS_APPROVAL_WINDOW` (seconds). The
+//! `RELMAN_CHAOS_LEADER_KILLS`, `RELMAN_CHAOS_PAUSE_RELEASES`, `RELMAN_CHAOS_LEADER_PAUSES`,
+//! `RELMAN_CHAOS_APPROVAL_WINDOW` (seconds). The
 //! random choices come from `RELMAN_CHAOS_SEED` (printed at the start; set it to replay a run);
 //! `RELMAN_CHAOS_LOG` sets the controllers' log filter (default `info`).
 
@@ -44,7 +48,7 @@ use std::time::Instant;
 
 use relman_testenv::ControlPlane;
 
-use scenarios::{apiserver_restarts, controller_kills, leader_kills};
+use scenarios::{apiserver_restarts, controller_kills, leader_kills, leader_pauses};
 use sizes::{Rng, Sizes};
 use summary::summary;
 
@@ -69,6 +73,7 @@ enum Scenario {
     ControllerKills,
     ApiserverRestarts,
     LeaderKills,
+    LeaderPauses,
 }
 
 /// Runs `scenario` with the sizes and seed of the environment, prints its summary, and fails
@@ -83,16 +88,23 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         logs.display()
     );
     let began = Instant::now();
-    let mut cp = ControlPlane::start().await?;
+    // The API server's audit log shows who wrote what when (the leader-pause check reads it).
+    let audit_log = logs.join(format!("audit-{}.log", scenario_name(scenario)));
+    let _ = std::fs::remove_file(&audit_log);
+    let mut cp = ControlPlane::start_audited(&audit_log).await?;
     // Each scenario draws from its own stream, so one seed replays any of them alone.
     let mut rng = Rng(sizes.seed);
-    let (mut kill_rng, mut restart_rng, mut leader_rng) = (rng.fork(), rng.fork(), rng.fork());
+    let (mut kill_rng, mut restart_rng, mut leader_rng, mut pause_rng) =
+        (rng.fork(), rng.fork(), rng.fork(), rng.fork());
     let outcome = match scenario {
         Scenario::ControllerKills => controller_kills(&cp, &sizes, &mut kill_rng, &logs).await?,
         Scenario::ApiserverRestarts => {
             apiserver_restarts(&mut cp, &sizes, &mut restart_rng, &logs).await?
         }
         Scenario::LeaderKills => leader_kills(&cp, &sizes, &mut leader_rng, &logs).await?,
+        Scenario::LeaderPauses => {
+            leader_pauses(&cp, &audit_log, &sizes, &mut pause_rng, &logs).await?
+        }
     };
     let report = summary(&sizes, std::slice::from_ref(&outcome), began.elapsed());
     println!("{report}");
@@ -117,6 +129,23 @@ async fn chaos_controller_kills() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_leader_kills() -> anyhow::Result<()> {
     run(Scenario::LeaderKills).await
+}
+
+/// Freezes the leader (SIGSTOP) until the other replica took over, then lets it go on: no write
+/// of a replica may take effect outside its terms, as the API server's audit log records them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_leader_pauses() -> anyhow::Result<()> {
+    run(Scenario::LeaderPauses).await
+}
+
+/// A file-name word for `scenario`.
+fn scenario_name(scenario: Scenario) -> &'static str {
+    match scenario {
+        Scenario::ControllerKills => "controller-kills",
+        Scenario::ApiserverRestarts => "apiserver-restarts",
+        Scenario::LeaderKills => "leader-kills",
+        Scenario::LeaderPauses => "leader-pauses",
+    }
 }
 
 /// Restarts etcd and kube-apiserver under running releases. It found two controller bugs: a

@@ -30,6 +30,18 @@ impl Relman {
         lease: Option<&str>,
         log_dir: &Path,
     ) -> Self {
+        Self::spawn_as(namespace, name, lease, log_dir, &cp.kubeconfig_path())
+    }
+
+    /// [`Relman::spawn`], talking to the API server with `kubeconfig` (a user of its own, so
+    /// the audit log tells this process's requests from another's).
+    pub fn spawn_as(
+        namespace: &str,
+        name: &str,
+        lease: Option<&str>,
+        log_dir: &Path,
+        kubeconfig: &Path,
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -37,7 +49,7 @@ impl Relman {
             .expect("open the controller log");
         let mut command = Command::new(log_dir.join("relman"));
         command
-            .env("KUBECONFIG", cp.kubeconfig_path())
+            .env("KUBECONFIG", kubeconfig)
             .env("RELMAN_NAMESPACE", namespace)
             .env("RELMAN_HTTP_ADDR", "127.0.0.1:0")
             .env("RELMAN_PROBE_ADDR", "127.0.0.1:0")
@@ -72,6 +84,25 @@ impl Relman {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Stops the process the way a GC pause, CPU throttling or a frozen node does (SIGSTOP):
+    /// it keeps its state and its connections and does nothing until [`Relman::resume`].
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a frozen process go on (SIGCONT), unaware that time passed.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill {signal} {} failed", self.name);
+        Ok(())
     }
 
     /// Fails when the process exited by itself: relman must never give up.

@@ -1,4 +1,4 @@
-//! The three scenarios: controller kills, API server and etcd restarts, leader kills.
+//! The scenarios: controller kills, API server and etcd restarts, leader kills, leader pauses.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use relman_testenv::ControlPlane;
 
@@ -319,5 +320,181 @@ pub async fn check_single_writer(
             }
         }
     }
+    Ok(())
+}
+
+/// The users the two replicas of the leader-pause scenario talk to the API server as.
+const PAUSE_USERS: [&str; 2] = ["relman-a", "relman-b"];
+
+/// Scenario 4: two replicas with leader election, each as a user of its own; the leader is
+/// frozen (SIGSTOP) until the other replica has taken the Lease, and a little longer, then
+/// resumed (SIGCONT) unaware that time passed. Afterwards the API server's audit log must show
+/// no write of either replica that took effect outside its own terms.
+pub async fn leader_pauses(
+    cp: &ControlPlane,
+    audit_log: &Path,
+    sizes: &Sizes,
+    rng: &mut Rng,
+    log_dir: &Path,
+) -> anyhow::Result<Outcome> {
+    let began = Instant::now();
+    let mut outcome = Outcome {
+        scenario: "leader pauses",
+        ..Outcome::default()
+    };
+    let mut fleet = Fleet::new(
+        cp,
+        "chaos-pause",
+        sizes.pause_releases,
+        sizes.approval_window,
+        rng,
+    )
+    .await?;
+    let mut kubeconfigs = Vec::new();
+    for user in PAUSE_USERS {
+        let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{user}-{}", fleet.ns)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+        }))?;
+        Api::<ClusterRoleBinding>::all(fleet.client.clone())
+            .create(&PostParams::default(), &binding)
+            .await?;
+        kubeconfigs.push(cp.user_kubeconfig(user, &[])?);
+    }
+    let terms = Arc::new(Mutex::new(Vec::new()));
+    let lease_watch = tokio::spawn(watch_lease(
+        fleet.client.clone(),
+        fleet.ns.clone(),
+        terms.clone(),
+    ));
+    let mut replicas = vec![
+        Relman::spawn_as(
+            &fleet.ns,
+            "relman-a-0",
+            Some(LEASE),
+            log_dir,
+            &kubeconfigs[0],
+        ),
+        Relman::spawn_as(
+            &fleet.ns,
+            "relman-b-0",
+            Some(LEASE),
+            log_dir,
+            &kubeconfigs[1],
+        ),
+    ];
+    outcome.runs += 2;
+    fleet.start().await?;
+    while outcome.pauses < sizes.leader_pauses {
+        let leader = wait_for_holder(&mut fleet, &replicas, None).await?;
+        fleet
+            .pause(rng.between(Duration::from_millis(500), Duration::from_secs(4)))
+            .await?;
+        for replica in &mut replicas {
+            replica.ensure_running()?;
+        }
+        if fleet.unfinished().await == Some(0) {
+            break;
+        }
+        replicas[leader].freeze()?;
+        outcome.pauses += 1;
+        // Frozen until the other replica leads and has worked a while.
+        wait_for_holder(&mut fleet, &replicas, Some(1 - leader)).await?;
+        fleet
+            .pause(rng.between(Duration::ZERO, Duration::from_secs(3)))
+            .await?;
+        replicas[leader].resume()?;
+    }
+    {
+        let (a, b) = replicas.split_at_mut(1);
+        fleet
+            .run_to_the_end(
+                &mut [&mut a[0], &mut b[0]],
+                finish_deadline(sizes.pause_releases),
+            )
+            .await?;
+    }
+    drop(replicas);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lease_watch.abort();
+    let terms = terms.lock().unwrap().clone();
+    check_single_writer(&fleet, &terms, &mut outcome).await?;
+    check_audited_writes(audit_log, &terms, &mut outcome)?;
+    fleet.check(&mut outcome).await?;
+    outcome.duration = began.elapsed();
+    Ok(outcome)
+}
+
+/// Waits until `replicas[want]` (any of them with `None`) holds the Lease; returns its index.
+async fn wait_for_holder(
+    fleet: &mut Fleet,
+    replicas: &[Relman],
+    want: Option<usize>,
+) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let holder = lease_holder(&fleet.client, &fleet.ns).await;
+        if let Some(i) = replicas
+            .iter()
+            .position(|r| holder.as_deref() == Some(r.name.as_str()))
+            .filter(|i| want.is_none_or(|want| want == *i))
+        {
+            return Ok(i);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the Lease did not go to {want:?} within a minute (holder {holder:?})"
+        );
+        fleet.pause(Duration::from_millis(100)).await?;
+    }
+}
+
+/// Every write of [`PAUSE_USERS`] in the API server's audit log that took effect (a 2xx answer),
+/// but the Lease's own, was received while its writer held the Lease: a write of a frozen
+/// leader that lands after the other replica took over is counted as foreign.
+pub fn check_audited_writes(
+    audit_log: &Path,
+    terms: &[Term],
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(audit_log)?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: serde_json::Value = serde_json::from_str(line)?;
+        let user = entry["user"]["username"].as_str().unwrap_or_default();
+        let verb = entry["verb"].as_str().unwrap_or_default();
+        let resource = entry["objectRef"]["resource"].as_str().unwrap_or_default();
+        let code = entry["responseStatus"]["code"].as_u64().unwrap_or_default();
+        if entry["stage"] != "ResponseComplete"
+            || !PAUSE_USERS.contains(&user)
+            || !matches!(verb, "create" | "update" | "patch" | "delete")
+            || resource == "leases"
+            || !(200..300).contains(&code)
+        {
+            continue;
+        }
+        outcome.writes_audited += 1;
+        let received: Timestamp = entry["requestReceivedTimestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()?;
+        let holder = terms.iter().rev().find(|t| t.acquired <= received);
+        let holder_user = holder
+            .and_then(|t| t.instance.rsplit_once('-'))
+            .map(|(u, _)| u);
+        if holder_user != Some(user) {
+            outcome.foreign_writes += 1;
+            outcome.problems.push(format!(
+                "{user} {verb} {resource} {:?} received at {received} (answer {code}), when the \
+                 Lease was held by {holder:?}",
+                entry["objectRef"]["name"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    anyhow::ensure!(
+        outcome.writes_audited > 0,
+        "no write of relman in the audit log: the check would see nothing"
+    );
     Ok(())
 }

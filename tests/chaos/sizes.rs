@@ -19,6 +19,10 @@ pub struct Sizes {
     pub leader_releases: usize,
     /// Leader kills.
     pub leader_kills: usize,
+    /// Releases of the leader-pause scenario.
+    pub pause_releases: usize,
+    /// Leader pauses.
+    pub leader_pauses: usize,
     /// Sign-offs arrive at random moments within this long after the releases were created.
     pub approval_window: Duration,
 }
@@ -42,6 +46,8 @@ impl Sizes {
             restarts: env_or("RELMAN_CHAOS_RESTARTS", || 1),
             leader_releases: env_or("RELMAN_CHAOS_LEADER_RELEASES", || releases.div_ceil(3)),
             leader_kills: env_or("RELMAN_CHAOS_LEADER_KILLS", || 2),
+            pause_releases: env_or("RELMAN_CHAOS_PAUSE_RELEASES", || releases.div_ceil(3)),
+            leader_pauses: env_or("RELMAN_CHAOS_LEADER_PAUSES", || 2),
             approval_window: Duration::from_secs(env_or("RELMAN_CHAOS_APPROVAL_WINDOW", || 15)),
         }
     }

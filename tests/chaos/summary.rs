@@ -28,8 +28,14 @@ pub struct Outcome {
     /// Leader terms seen and Events checked against them (leader scenario).
     pub leader_terms: usize,
     pub events_checked: usize,
-    /// Events written by an instance that did not hold the Lease then.
+    /// Events written by an instance that did not hold the Lease then, and (leader pauses)
+    /// writes that landed outside their writer's term.
     pub foreign_writes: usize,
+    /// Leader pauses (SIGSTOP until the other replica took the Lease, then SIGCONT).
+    pub pauses: usize,
+    /// relman's successful writes read from the API server's audit log and checked against
+    /// the terms (leader pauses).
+    pub writes_audited: usize,
     /// How long the kwok node was not Ready (an environment failure, not relman's).
     pub node_down: Duration,
     /// Deployments on the right version whose pods were not all available at the end (the
@@ -109,6 +115,14 @@ pub fn summary(sizes: &Sizes, outcomes: &[Outcome], total: Duration) -> String {
         sum(|o| o.events_checked),
         sum(|o| o.foreign_writes)
     );
+    if sum(|o| o.pauses) > 0 {
+        let _ = writeln!(
+            out,
+            "leader pauses {}, relman writes in the audit log checked against the terms {}",
+            sum(|o| o.pauses),
+            sum(|o| o.writes_audited)
+        );
+    }
     let node_down: Duration = outcomes.iter().map(|o| o.node_down).sum();
     let _ = writeln!(
         out,
