@@ -87,12 +87,13 @@ CHAOS_LEADER_PAUSES ?= 10
 CHAOS_APPROVAL_WINDOW ?= 60
 
 .PHONY: chaos
-chaos: testenv ## Chaos suite: releases under controller SIGKILLs, API server/etcd restarts, leader kills and pauses, a hostile-input sweep; prints the summary
+chaos: testenv ## Chaos suite: releases under controller SIGKILLs, API server/etcd restarts, leader kills and pauses, a throttled API server, a hostile-input sweep; prints the summary
 	RELMAN_TESTENV_BIN_DIR="$$(bash testenv/build.sh 2>/dev/null | tail -n 1)" \
 	RELMAN_CHAOS_RELEASES=$(CHAOS_RELEASES) RELMAN_CHAOS_KILLS=$(CHAOS_KILLS) \
 	RELMAN_CHAOS_RESTARTS=$(CHAOS_RESTARTS) RELMAN_CHAOS_RESTART_RELEASES=$(CHAOS_SIDE_RELEASES) \
 	RELMAN_CHAOS_LEADER_RELEASES=$(CHAOS_SIDE_RELEASES) RELMAN_CHAOS_LEADER_KILLS=$(CHAOS_LEADER_KILLS) \
 	RELMAN_CHAOS_PAUSE_RELEASES=$(CHAOS_SIDE_RELEASES) RELMAN_CHAOS_LEADER_PAUSES=$(CHAOS_LEADER_PAUSES) \
+	RELMAN_CHAOS_THROTTLED_RELEASES=$(CHAOS_RELEASES) \
 	RELMAN_CHAOS_APPROVAL_WINDOW=$(CHAOS_APPROVAL_WINDOW) \
 	  $(CARGO) test --test chaos --test hostile -- --nocapture --test-threads=1 --include-ignored
 

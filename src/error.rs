@@ -40,6 +40,10 @@ pub enum Error {
     /// This replica does not hold the leader Lease (or just lost it): it must not write.
     #[error("this replica is not the leader; the leader reconciles")]
     NotLeader,
+    /// A reconcile did not finish within its budget (a hung or throttled API server): it was
+    /// given up, its slot freed, and it is tried again.
+    #[error("the reconcile did not finish within {0:?}; it is tried again")]
+    TimedOut(std::time::Duration),
 }
 
 impl Error {
@@ -57,6 +61,7 @@ impl Error {
                 "Conflict"
             }
             Self::NotLeader => "NotLeader",
+            Self::TimedOut(_) => "TimedOut",
         }
     }
 }

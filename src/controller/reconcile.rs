@@ -20,6 +20,13 @@ use crate::k8s::{self, status::StatusWrite};
 use crate::metrics::ControllerKind;
 use crate::plan::{self, Action};
 
+/// The longest a reconcile holds its slot. One normally takes well under a second; a reconcile
+/// stuck behind a hung or throttled API server is given up at this bound (writes are bounded
+/// sooner, by the fence: `leader::WRITE_BUDGET`), its slot goes to the next Release, and it is
+/// tried again with backoff. Giving up half-way is safe for the same reason a crash is: the
+/// status is written before each step, and each step is idempotent.
+pub const RECONCILE_BUDGET: Duration = Duration::from_secs(60);
+
 /// One reconcile of one Release.
 pub(super) async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> {
     // A standby keeps its caches warm and reads nothing more; see `leader`.
@@ -28,6 +35,13 @@ pub(super) async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Resul
     let _slot = ctx.slots.acquire().await.ok();
     // Leadership may have gone while this reconcile waited for its slot.
     ctx.ensure_leader()?;
+    tokio::time::timeout(RECONCILE_BUDGET, reconcile_in_slot(release, ctx.clone()))
+        .await
+        .unwrap_or(Err(Error::TimedOut(RECONCILE_BUDGET)))
+}
+
+/// The reconcile proper, while it holds its slot.
+async fn reconcile_in_slot(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue> {
     let _timer = ctx.metrics.reconcile_timer(ControllerKind::Release);
     let started = std::time::Instant::now();
     if release.is_finished() && observed_generation(&release) == release.metadata.generation {

@@ -171,7 +171,7 @@ pub(crate) fn kube_apiserver(
     bin: &Path,
     layout: &Layout,
     ports: &Ports,
-    audit_log: Option<&Path>,
+    options: &crate::control_plane::Options,
 ) -> Launch {
     let pki = |name: &str| layout.pki_file(name).display().to_string();
     launch(
@@ -201,7 +201,8 @@ pub(crate) fn kube_apiserver(
             "--profiling=false".to_owned(),
         ],
     )
-    .with_args(audit_args(audit_log))
+    .with_args(audit_args(options.audit_log.as_deref()))
+    .with_args(options.apiserver_args.clone())
 }
 
 /// The audit-log flags when `audit_log` is given or [`AUDIT_LOG_ENV`] is set (none otherwise).

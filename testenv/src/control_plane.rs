@@ -44,9 +44,19 @@ pub struct ControlPlane {
     bin_dir: PathBuf,
     startup_time: Duration,
     users: AtomicU64,
-    /// Where kube-apiserver writes its audit log, when asked for one.
-    audit_log: Option<PathBuf>,
+    /// What [`ControlPlane::start_with`] was asked for beyond the defaults.
+    options: Options,
     _scratch: TempDir,
+}
+
+/// What a control plane may be started with beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Where kube-apiserver writes an audit log of every request (JSON lines, at the
+    /// `Metadata` level: who did what to which object, when, and the answer).
+    pub audit_log: Option<PathBuf>,
+    /// More kube-apiserver flags, e.g. `--max-requests-inflight=4` to throttle it.
+    pub apiserver_args: Vec<String>,
 }
 
 impl ControlPlane {
@@ -57,23 +67,18 @@ impl ControlPlane {
     /// Set `RELMAN_TESTENV_BIN_DIR` to use prebuilt binaries instead of `testenv/build.sh`, and
     /// `RELMAN_TESTENV_CRD_DIR` to install the CRDs of another directory.
     pub async fn start() -> Result<Self> {
-        Self::start_with_audit_log(None).await
+        Self::start_with(Options::default()).await
     }
 
-    /// [`ControlPlane::start`], with kube-apiserver writing an audit log of every request (JSON
-    /// lines, at the `Metadata` level: who did what to which object, when, and the answer) to
-    /// `audit_log`, also across restarts of the API server.
-    pub async fn start_audited(audit_log: &Path) -> Result<Self> {
-        Self::start_with_audit_log(Some(audit_log.to_path_buf())).await
-    }
-
-    async fn start_with_audit_log(audit_log: Option<PathBuf>) -> Result<Self> {
+    /// [`ControlPlane::start`] with `options` (an audit log, kube-apiserver flags), which hold
+    /// across restarts of the API server too.
+    pub async fn start_with(options: Options) -> Result<Self> {
         let began = Instant::now();
         let bin_dir = binaries::locate().await?;
         tracing::info!(elapsed = ?began.elapsed(), bin_dir = %bin_dir.display(), "binaries ready");
         let booted = Instant::now();
         let mut control_plane = Self::prepare(bin_dir).await?;
-        control_plane.audit_log = audit_log;
+        control_plane.options = options;
         control_plane.boot().await?;
         control_plane.startup_time = booted.elapsed();
         tracing::info!(
@@ -117,7 +122,7 @@ impl ControlPlane {
             bin_dir,
             startup_time: Duration::ZERO,
             users: AtomicU64::new(0),
-            audit_log: None,
+            options: Options::default(),
             _scratch: scratch,
         })
     }
@@ -133,7 +138,7 @@ impl ControlPlane {
             &bin,
             &layout,
             &ports,
-            self.audit_log.as_deref(),
+            &self.options,
         ))?;
         self.wait_apiserver(apiserver).await?;
         let client = self.client().await?;
@@ -181,12 +186,8 @@ impl ControlPlane {
     /// be restarted, as with a real API server restart. Needs `&mut`, like
     /// [`ControlPlane::restart_etcd`].
     pub async fn restart_apiserver(&mut self, downtime: Duration) -> Result<()> {
-        let launch = components::kube_apiserver(
-            &self.bin_dir,
-            &self.layout,
-            &self.ports,
-            self.audit_log.as_deref(),
-        );
+        let launch =
+            components::kube_apiserver(&self.bin_dir, &self.layout, &self.ports, &self.options);
         let index = self.restart(launch, downtime).await?;
         self.wait_apiserver(index).await
     }

@@ -39,7 +39,7 @@ mod shared;
 mod wait;
 
 pub use binaries::BIN_DIR_ENV;
-pub use control_plane::{ADMIN_USER, ControlPlane};
+pub use control_plane::{ADMIN_USER, ControlPlane, Options};
 pub use crds::{CRD_DIR_ENV, FIELD_MANAGER};
 pub use error::{Error, Result};
 pub use kubeconfig::CLUSTER_NAME;

@@ -262,6 +262,8 @@ impl Fleet {
             .planned
             .iter()
             .filter(|p| p.approval_due.is_some_and(|due| due <= elapsed))
+            // A sign-off names its Release's uid: it waits until the Release exists.
+            .filter(|p| self.created_releases.contains(&p.release()))
             .filter(|p| !self.created_approvals.contains_key(&p.approval()))
             .cloned()
             .collect();

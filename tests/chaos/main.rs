@@ -1,6 +1,6 @@
 //! Chaos: relman keeps its promises while the world around it fails.
 //!
-//! Four tests, one per scenario, run one at a time, each on a control plane of its own (the API
+//! Five tests, one per scenario, run one at a time, each on a control plane of its own (the API
 //! server restarts would disturb other tests on a shared one), with the real `relman` binary
 //! as a child process so it can be SIGKILLed:
 //!
@@ -15,6 +15,9 @@
 //! 4. **Leader pauses**: the same two processes, each as a user of its own; the leader is frozen
 //!    with SIGSTOP until the other has taken the Lease, then resumed with SIGCONT. The API
 //!    server's audit log must show no write of either that took effect outside its own terms.
+//! 5. **Throttled API server**: kube-apiserver admits only a few requests at once
+//!    (`--max-requests-inflight`, `--max-mutating-requests-inflight`) while a fleet runs; every
+//!    release must still end right, in time.
 //!
 //! After each scenario every release is checked against what it must end as ([`Fate`]): its
 //! phase and stage phases, each Deployment's image and revision (rolled out exactly once,
@@ -27,6 +30,7 @@
 //! short run inside `make test`): `RELMAN_CHAOS_RELEASES`, `RELMAN_CHAOS_KILLS`,
 //! `RELMAN_CHAOS_RESTART_RELEASES`, `RELMAN_CHAOS_RESTARTS`, `RELMAN_CHAOS_LEADER_RELEASES`,
 //! `RELMAN_CHAOS_LEADER_KILLS`, `RELMAN_CHAOS_PAUSE_RELEASES`, `RELMAN_CHAOS_LEADER_PAUSES`,
+//! `RELMAN_CHAOS_THROTTLED_RELEASES`,
 //! `RELMAN_CHAOS_APPROVAL_WINDOW` (seconds). The
 //! random choices come from `RELMAN_CHAOS_SEED` (printed at the start; set it to replay a run);
 //! `RELMAN_CHAOS_LOG` sets the controllers' log filter (default `info`).
@@ -46,9 +50,9 @@ mod summary;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use relman_testenv::ControlPlane;
+use relman_testenv::{ControlPlane, Options};
 
-use scenarios::{apiserver_restarts, controller_kills, leader_kills, leader_pauses};
+use scenarios::{apiserver_restarts, controller_kills, leader_kills, leader_pauses, throttled};
 use sizes::{Rng, Sizes};
 use summary::summary;
 
@@ -74,7 +78,16 @@ enum Scenario {
     ApiserverRestarts,
     LeaderKills,
     LeaderPauses,
+    Throttled,
 }
+
+/// The kube-apiserver flags of the throttled scenario: with API Priority and Fairness these are
+/// the server's whole concurrency, shared by every client (relman, the fleet, kwok, the
+/// controller manager).
+const THROTTLE: [&str; 2] = [
+    "--max-requests-inflight=6",
+    "--max-mutating-requests-inflight=3",
+];
 
 /// Runs `scenario` with the sizes and seed of the environment, prints its summary, and fails
 /// when anything was lost or wrong.
@@ -91,11 +104,19 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
     // The API server's audit log shows who wrote what when (the leader-pause check reads it).
     let audit_log = logs.join(format!("audit-{}.log", scenario_name(scenario)));
     let _ = std::fs::remove_file(&audit_log);
-    let mut cp = ControlPlane::start_audited(&audit_log).await?;
+    let mut cp = ControlPlane::start_with(Options {
+        audit_log: Some(audit_log.clone()),
+        apiserver_args: match scenario {
+            // Few requests at once: the API server queues and refuses (429) under load.
+            Scenario::Throttled => THROTTLE.iter().map(|a| (*a).to_owned()).collect(),
+            _ => Vec::new(),
+        },
+    })
+    .await?;
     // Each scenario draws from its own stream, so one seed replays any of them alone.
     let mut rng = Rng(sizes.seed);
-    let (mut kill_rng, mut restart_rng, mut leader_rng, mut pause_rng) =
-        (rng.fork(), rng.fork(), rng.fork(), rng.fork());
+    let (mut kill_rng, mut restart_rng, mut leader_rng, mut pause_rng, mut throttle_rng) =
+        (rng.fork(), rng.fork(), rng.fork(), rng.fork(), rng.fork());
     let outcome = match scenario {
         Scenario::ControllerKills => controller_kills(&cp, &sizes, &mut kill_rng, &logs).await?,
         Scenario::ApiserverRestarts => {
@@ -105,6 +126,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::LeaderPauses => {
             leader_pauses(&cp, &audit_log, &sizes, &mut pause_rng, &logs).await?
         }
+        Scenario::Throttled => throttled(&cp, &audit_log, &sizes, &mut throttle_rng, &logs).await?,
     };
     let report = summary(&sizes, std::slice::from_ref(&outcome), began.elapsed());
     println!("{report}");
@@ -138,6 +160,14 @@ async fn chaos_leader_pauses() -> anyhow::Result<()> {
     run(Scenario::LeaderPauses).await
 }
 
+/// The API server admits a handful of requests at once (`THROTTLE`) while a fleet of releases
+/// runs: every release must end as its fate says, within the deadline, so no reconcile held its
+/// slot for good (writes are bounded by the fence, reconciles by `RECONCILE_BUDGET`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_throttled_api_server() -> anyhow::Result<()> {
+    run(Scenario::Throttled).await
+}
+
 /// A file-name word for `scenario`.
 fn scenario_name(scenario: Scenario) -> &'static str {
     match scenario {
@@ -145,6 +175,7 @@ fn scenario_name(scenario: Scenario) -> &'static str {
         Scenario::ApiserverRestarts => "apiserver-restarts",
         Scenario::LeaderKills => "leader-kills",
         Scenario::LeaderPauses => "leader-pauses",
+        Scenario::Throttled => "throttled",
     }
 }
 

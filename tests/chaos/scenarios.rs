@@ -498,3 +498,51 @@ pub fn check_audited_writes(
     );
     Ok(())
 }
+
+/// Scenario 5: one relman on an API server that admits only a few requests at once (see
+/// `THROTTLE` in main.rs); the fleet must end as its fates say, within the deadline.
+pub async fn throttled(
+    cp: &ControlPlane,
+    audit_log: &Path,
+    sizes: &Sizes,
+    rng: &mut Rng,
+    log_dir: &Path,
+) -> anyhow::Result<Outcome> {
+    let began = Instant::now();
+    let mut outcome = Outcome {
+        scenario: "throttled API server",
+        ..Outcome::default()
+    };
+    let mut fleet = Fleet::new(
+        cp,
+        "chaos-throttled",
+        sizes.throttled_releases,
+        sizes.approval_window,
+        rng,
+    )
+    .await?;
+    let mut relman = Relman::spawn(cp, &fleet.ns, "relman-0", None, log_dir);
+    outcome.runs += 1;
+    fleet.start().await?;
+    fleet
+        .run_to_the_end(
+            &mut [&mut relman],
+            finish_deadline(sizes.throttled_releases),
+        )
+        .await?;
+    drop(relman);
+    fleet.check(&mut outcome).await?;
+    // How hard the API server pushed back, from its audit log.
+    let text = std::fs::read_to_string(audit_log)?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: serde_json::Value = serde_json::from_str(line)?;
+        if entry["stage"] == "ResponseComplete" {
+            outcome.requests += 1;
+            if entry["responseStatus"]["code"] == 429 {
+                outcome.throttled += 1;
+            }
+        }
+    }
+    outcome.duration = began.elapsed();
+    Ok(outcome)
+}

@@ -23,6 +23,8 @@ pub struct Sizes {
     pub pause_releases: usize,
     /// Leader pauses.
     pub leader_pauses: usize,
+    /// Releases of the throttled-API-server scenario.
+    pub throttled_releases: usize,
     /// Sign-offs arrive at random moments within this long after the releases were created.
     pub approval_window: Duration,
 }
@@ -48,6 +50,7 @@ impl Sizes {
             leader_kills: env_or("RELMAN_CHAOS_LEADER_KILLS", || 2),
             pause_releases: env_or("RELMAN_CHAOS_PAUSE_RELEASES", || releases.div_ceil(3)),
             leader_pauses: env_or("RELMAN_CHAOS_LEADER_PAUSES", || 2),
+            throttled_releases: env_or("RELMAN_CHAOS_THROTTLED_RELEASES", || releases),
             approval_window: Duration::from_secs(env_or("RELMAN_CHAOS_APPROVAL_WINDOW", || 15)),
         }
     }

@@ -36,6 +36,10 @@ pub struct Outcome {
     /// relman's successful writes read from the API server's audit log and checked against
     /// the terms (leader pauses).
     pub writes_audited: usize,
+    /// Requests the API server answered, and those it refused as too many (429), from its
+    /// audit log (throttled API server).
+    pub requests: usize,
+    pub throttled: usize,
     /// How long the kwok node was not Ready (an environment failure, not relman's).
     pub node_down: Duration,
     /// Deployments on the right version whose pods were not all available at the end (the
@@ -121,6 +125,14 @@ pub fn summary(sizes: &Sizes, outcomes: &[Outcome], total: Duration) -> String {
             "leader pauses {}, relman writes in the audit log checked against the terms {}",
             sum(|o| o.pauses),
             sum(|o| o.writes_audited)
+        );
+    }
+    if sum(|o| o.requests) > 0 {
+        let _ = writeln!(
+            out,
+            "API server requests {}, refused as too many (429) {}",
+            sum(|o| o.requests),
+            sum(|o| o.throttled)
         );
     }
     let node_down: Duration = outcomes.iter().map(|o| o.node_down).sum();
