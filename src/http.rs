@@ -51,6 +51,9 @@ pub struct HttpState {
     /// Set by the Release controller once its watch listed every Release; `None` when no
     /// Release controller runs in this process.
     pub releases_ready: Option<ReadyFlag>,
+    /// Whether `/calendars/<name>.ics` is served (`--calendar-feed`); off, it answers 404
+    /// saying how to turn it on.
+    pub feed: bool,
 }
 
 impl From<CalendarCache> for HttpState {
@@ -60,6 +63,7 @@ impl From<CalendarCache> for HttpState {
             calendars,
             metrics: Arc::new(Metrics::new()),
             releases_ready: None,
+            feed: true,
         }
     }
 }
@@ -210,6 +214,14 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
 
 /// `GET /calendars/<name>.ics`.
 async fn calendar_feed(State(state): State<HttpState>, Path(file): Path<String>) -> Response {
+    if !state.feed {
+        return text(
+            StatusCode::NOT_FOUND,
+            "the calendar feed is off: start relman with --calendar-feed=true \
+             (RELMAN_CALENDAR_FEED=true; chart value calendarFeed.enabled)\n"
+                .to_owned(),
+        );
+    }
     let calendars = state.calendars;
     let Some(name) = file.strip_suffix(".ics") else {
         return text(

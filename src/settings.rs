@@ -51,6 +51,13 @@ pub struct Settings {
           value_parser = concurrency)]
     pub concurrency: u16,
 
+    /// Serve the iCalendar feed of each ReleaseCalendar at /calendars/<name>.ics on the HTTP
+    /// port (true, false). Off by default: the feed has no authentication, and it lists the
+    /// releases, owners, rollback plans and notes of every calendar to whoever reaches the port.
+    #[arg(long, env = "RELMAN_CALENDAR_FEED", default_value = "false", value_parser = switch,
+          action = clap::ArgAction::Set)]
+    pub calendar_feed: bool,
+
     /// Elect one writing replica through a Lease (true, false; also 1/0, yes/no, on/off).
     /// Turn it off only when exactly one replica runs.
     #[arg(long, env = "RELMAN_LEADER_ELECTION", default_value = "true", value_parser = switch,
@@ -319,6 +326,8 @@ mod tests {
         assert_eq!(settings.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(settings.namespace, Scope::All);
         assert_eq!(settings.approval_policy, DEFAULT_APPROVAL_POLICY);
+        assert!(!settings.calendar_feed, "the unauthenticated feed is off unless asked for");
+        assert_eq!(settings.default_policy, None);
         assert_eq!(settings.log_format, LogFormat::Text);
         let election = settings.leader_election().unwrap().expect("on by default");
         assert_eq!(election.lease_name, DEFAULT_LEASE_NAME);

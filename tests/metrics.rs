@@ -66,6 +66,7 @@ async fn metrics_count_reconciles_phases_and_dora_per_application() -> anyhow::R
         calendars: calendars.cache(),
         metrics: metrics.clone(),
         releases_ready: Some(releases_ready.clone()),
+        feed: false,
     };
     let server = tokio::spawn(relman::http::serve_on(
         listener,
@@ -78,6 +79,10 @@ async fn metrics_count_reconciles_phases_and_dora_per_application() -> anyhow::R
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("Release watch"), "{body}");
     assert_eq!(http_get(addr, "/healthz").await?.0, 200);
+    // The calendar feed is off unless asked for (it has no authentication).
+    let (code, _, body) = http_get(addr, "/calendars/any.ics").await?;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("--calendar-feed=true"), "{body}");
 
     let ctx = context(&env.client, "metrics-test")
         .with_metrics(metrics.clone())

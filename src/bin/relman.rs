@@ -67,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         calendars: calendars.cache(),
         metrics,
         releases_ready: Some(releases_ready),
+        feed: settings.calendar_feed,
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
