@@ -326,7 +326,10 @@ mod tests {
         assert_eq!(settings.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(settings.namespace, Scope::All);
         assert_eq!(settings.approval_policy, DEFAULT_APPROVAL_POLICY);
-        assert!(!settings.calendar_feed, "the unauthenticated feed is off unless asked for");
+        assert!(
+            !settings.calendar_feed,
+            "the unauthenticated feed is off unless asked for"
+        );
         assert_eq!(settings.default_policy, None);
         assert_eq!(settings.log_format, LogFormat::Text);
         let election = settings.leader_election().unwrap().expect("on by default");

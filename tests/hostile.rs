@@ -114,6 +114,14 @@ fn rejected_cases(victim_ns: &str) -> Vec<Case> {
         release("1 000 images", with(r(), "/images", json!((0..1000).map(|i| json!({"container": format!("c{i}"), "image": "x:1"})).collect::<Vec<_>>()))),
         release("500 stages", with(r(), "/stages", json!((0..500).map(|i| json!({"name": format!("s{i}"), "deployments": ["web"], "smokeTest": smoke(true)})).collect::<Vec<_>>()))),
         release("10 000 notable changes", with(r(), "/notes/notableChanges", json!(vec!["change"; 10_000]))),
+        // Sizes: every item bounded, and an object etcd would refuse refused cleanly.
+        release("a notable change of 501 characters", with(r(), "/notes/notableChanges", json!([huge(501)]))),
+        release("a known issue of 501 characters", with(r(), "/notes/knownIssues", json!([huge(501)]))),
+        release("an incident action item of 501 characters", with(r(), "/incident", json!({"actionItems": [huge(501)]}))),
+        release("17 requirements", with(r(), "/requirements", json!((0..17).map(|i| json!({"name": format!("r{i}")})).collect::<Vec<_>>()))),
+        release("a Release of 2 MB (a smoke-test environment value), over etcd's limit",
+            with(r(), "/stages/0/smokeTest/template/spec/template/spec/containers/0/env",
+                json!([{"name": "PAYLOAD", "value": huge(2_000_000)}]))),
         // Unicode.
         release("version in full-width digits", with(r(), "/version", json!("２.０.０"))),
         release("version with a right-to-left override", with(r(), "/version", json!("2.0.0\u{202e}1"))),
@@ -653,5 +661,40 @@ async fn a_release_cannot_drive_another_namespaces_deployment() -> anyhow::Resul
         anyhow::anyhow!("the release did not go on after {victim_ns} accepted Releases of {ns}")
     })??;
     relman.ensure_running()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_of_sign_offs_is_capped_in_the_status_and_the_release_goes_on() -> anyhow::Result<()>
+{
+    let env = support::Env::new("hostile-flood").await?;
+    let release = support::web("2.0.0").production_approval().build();
+    let name = release.metadata.name.clone().unwrap();
+    env.create(&release).await?;
+    let uid = env.releases.get(&name).await?.metadata.uid.clone().unwrap();
+    // 120 sign-offs of the production gate, all real (the identity policy admits them).
+    let approvals: Api<ReleaseApproval> = Api::namespaced(env.client.clone(), &env.ns);
+    for i in 0..120 {
+        let mut approval = support::approval(
+            &format!("{name}-{i:03}"),
+            &name,
+            "2.0.0",
+            "production",
+            ADMIN_USER,
+        );
+        approval.spec.release_uid = Some(uid.clone());
+        approvals.create(&PostParams::default(), &approval).await?;
+    }
+    let _controller = env.controller();
+    let status = env.wait_condition(&name, "Ready", "True").await?;
+    assert_eq!(status.approvals.len(), 100, "the newest 100 are listed");
+    assert_eq!(
+        status.approvals_not_listed,
+        Some(20),
+        "and the rest counted"
+    );
+    let release = env.releases.get(&name).await?;
+    let bytes = serde_json::to_vec(&release.status)?.len();
+    assert!(bytes < 64 * 1024, "the status stays small: {bytes} bytes");
     Ok(())
 }
