@@ -78,6 +78,9 @@ reasons! {
     NamespaceNotPermitted,
     /// The release names no calendar.
     NoCalendar,
+    /// The pod templates relman would keep in the status to revert are too large for one
+    /// object.
+    StatusTooLarge,
     /// The ReleasePolicy of a stage's namespace refuses the release (its type, its calendar,
     /// a Deployment outside its selector), or cannot be read.
     PolicyViolation,

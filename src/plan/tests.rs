@@ -1378,3 +1378,60 @@ fn a_flood_of_sign_offs_keeps_the_newest_hundred_and_counts_the_rest() {
     assert_eq!(world.status().approvals, status.approvals);
     assert_eq!(world.status().approvals_not_listed, Some(50));
 }
+
+/// Makes the pod template of `namespace/name` about `kib` KiB large (an environment value).
+fn bloat(world: &mut World, namespace: &str, name: &str, kib: usize) {
+    let spec = world
+        .deployment_mut(namespace, name)
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    spec.containers[0].env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+        name: "PAYLOAD".into(),
+        value: Some("x".repeat(kib * 1024)),
+        ..Default::default()
+    }]);
+}
+
+#[test]
+fn templates_too_large_to_keep_for_a_revert_stall_the_release_before_anything_changes() {
+    let mut world = World::two_stages();
+    bloat(&mut world, PRODUCTION_NS, API, 600);
+    let plan = world.reconcile();
+    assert_eq!(plan.action, Action::None);
+    assert_condition(&world, "Stalled", "True", "StatusTooLarge");
+    let (_, _, message) = condition(&world, "Stalled");
+    assert!(
+        message.contains("knownGoodTemplate") && message.contains("512 KiB"),
+        "{message}"
+    );
+    assert_eq!(stage_phase(&world, 0), StagePhase::Pending);
+}
+
+#[test]
+fn a_template_grown_too_large_mid_release_stalls_before_its_stage_is_captured() {
+    let mut world = World::two_stages();
+    world.run_until_waiting();
+    world.finish_job(STAGING_NS, "staging", JobKind::SmokeTest, true);
+    world.run_until_waiting();
+    assert_eq!(stage_phase(&world, 0), StagePhase::Verified);
+    // Someone grows the production Deployment while the release waits for its sign-off.
+    bloat(&mut world, PRODUCTION_NS, WORKER, 600);
+    world.approve_production();
+    let mut actions = world.run_until_waiting();
+    world.finish_job(PRODUCTION_NS, "production", JobKind::Backup, true);
+    actions.extend(world.run_until_waiting());
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::RollOut { .. })),
+        "production was not rolled out: {actions:?}"
+    );
+    assert_condition(&world, "Stalled", "True", "StatusTooLarge");
+    assert!(
+        world.status().stages[1]
+            .deployments
+            .iter()
+            .all(|d| d.known_good_template.is_none()),
+        "nothing of production was captured"
+    );
+}

@@ -17,7 +17,9 @@ use crate::plan::rollout::{
     runs_release_images,
 };
 
-use super::planner::{Check, Outcome, Planner, StageTimeouts, failure, human, progressing_reason};
+use super::planner::{
+    CAPTURE_BUDGET, Check, Outcome, Planner, StageTimeouts, failure, human, progressing_reason,
+};
 
 impl<'a> Planner<'a> {
     /// The backup or smoke-test Job of the current attempt: create it, wait for it, judge it.
@@ -294,6 +296,56 @@ impl<'a> Planner<'a> {
         Check::Passed
     }
 
+    /// `Some` (Stalled, `StatusTooLarge`) when the pod templates relman would keep in the status
+    /// to revert (every Deployment of every stage, those captured already and those still to
+    /// capture) pass [`CAPTURE_BUDGET`]: the status write would fail on etcd's object limit and
+    /// the release would be stuck with no clear message. Checked before the first stage and
+    /// before each capture, so nothing of the stage has changed yet.
+    pub(super) fn capture_budget_refusal(&self) -> Option<Outcome> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut bytes = 0usize;
+        let mut count = 0usize;
+        for stage in &self.spec.stages {
+            let namespace = self.stage_namespace(stage);
+            for deployment in &stage.deployments {
+                if !seen.insert((namespace.clone(), deployment.0.clone())) {
+                    continue;
+                }
+                let captured = self
+                    .status
+                    .stages
+                    .iter()
+                    .flat_map(|s| &s.deployments)
+                    .find(|d| d.namespace == namespace && d.name == deployment.0)
+                    .and_then(|d| d.known_good_template.as_ref())
+                    .map(|t| serde_json::to_vec(&t.get()).map_or(0, |v| v.len()));
+                let observed = || {
+                    self.observed
+                        .deployment(&namespace, &deployment.0)
+                        .map(|d| serde_json::to_vec(&d.template).map_or(0, |v| v.len()))
+                };
+                if let Some(size) = captured.or_else(observed) {
+                    bytes += size;
+                    count += 1;
+                }
+            }
+        }
+        if bytes <= CAPTURE_BUDGET {
+            return None;
+        }
+        let stage = self.spec.stages.get(self.current_stage())?;
+        Some(Outcome::stalled(
+            &stage.name,
+            Reason::StatusTooLarge.as_str(),
+            format!(
+                "spec.stages: the pod templates of the release's {count} Deployments take {} KiB; relman keeps each in status.stages[].deployments[].knownGoodTemplate to revert it, and a Release keeps at most {} KiB of them (etcd refuses an object over 1.5 MiB). Nothing of stage {} was changed: split the release into smaller ones or trim the templates",
+                bytes / 1024,
+                CAPTURE_BUDGET / 1024,
+                stage.name
+            ),
+        ))
+    }
+
     /// Records each Deployment's pod template and revision before the stage changes anything.
     /// A Deployment whose state is already captured is never captured again: after a restart
     /// it may already run the new template. Returns where the release is when it captured.
@@ -315,6 +367,9 @@ impl<'a> Planner<'a> {
             .collect();
         if missing.is_empty() {
             return None;
+        }
+        if let Some(refused) = self.capture_budget_refusal() {
+            return Some(refused);
         }
         let mut captured = Vec::new();
         for name in missing {

@@ -92,6 +92,11 @@ impl<'a> Planner<'a> {
             return refused;
         }
         if self.stage_phase(0) == StagePhase::Pending
+            && let Some(refused) = self.capture_budget_refusal()
+        {
+            return refused;
+        }
+        if self.stage_phase(0) == StagePhase::Pending
             && let Some(shared) = self.shared_deployment()
         {
             return Outcome::new(

@@ -30,6 +30,9 @@ pub const FORBIDDEN_RECHECK: Duration = Duration::from_secs(60);
 pub(super) const REASON_ABORT_IGNORED: &str = Reason::AbortIgnored.as_str();
 /// The most history entries kept; the oldest go first.
 pub(super) const MAX_HISTORY: usize = 100;
+/// The most bytes of captured pod templates a Release keeps in its status (to revert): with
+/// the rest of the status and the spec, the object stays well inside etcd's 1.5 MiB.
+pub(super) const CAPTURE_BUDGET: usize = 512 * 1024;
 /// The most sign-offs `status.approvals` lists; the oldest go first (see
 /// `approvalsNotListed`).
 pub(super) const MAX_APPROVAL_RECORDS: usize = 100;
