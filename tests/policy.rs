@@ -29,6 +29,18 @@ async fn write_policy(env: &Env, name: &str, spec: serde_json::Value) -> anyhow:
     Ok(())
 }
 
+/// Waits until the Release's first stage has left Pending (`why` says on what).
+async fn staging_started(env: &Env, name: &str, why: &str) -> anyhow::Result<()> {
+    env.wait_status(name, &format!("staging started {why}"), |s| {
+        s.stages
+            .first()
+            .and_then(|stage| stage.phase)
+            .is_some_and(|phase| phase != relman::api::release::StagePhase::Pending)
+    })
+    .await?;
+    Ok(())
+}
+
 async fn release_jobs(env: &Env) -> anyhow::Result<Vec<Job>> {
     Ok(Api::<Job>::namespaced(env.client.clone(), &env.ns)
         .list(&ListParams::default().labels(LABEL_RELEASE))
@@ -295,13 +307,7 @@ async fn a_release_manager_cannot_sign_off_their_own_release_where_the_policy_sa
         "nothing rolled out"
     );
     sign(sam, "sam").await.context("sam signs")?;
-    env.wait_status(&name, "staging started on sam's sign-off", |s| {
-        s.stages
-            .first()
-            .and_then(|stage| stage.phase)
-            .is_some_and(|phase| phase != relman::api::release::StagePhase::Pending)
-    })
-    .await?;
+    staging_started(&env, &name, "on sam's sign-off").await?;
     Ok(())
 }
 
@@ -365,12 +371,6 @@ async fn only_sign_offs_of_the_policys_group_count_as_the_api_server_records_the
     Api::<ReleaseApproval>::namespaced(rita, &env.ns)
         .create(&PostParams::default(), &signed)
         .await?;
-    env.wait_status(&name, "staging started on rita's sign-off", |s| {
-        s.stages
-            .first()
-            .and_then(|stage| stage.phase)
-            .is_some_and(|phase| phase != relman::api::release::StagePhase::Pending)
-    })
-    .await?;
+    staging_started(&env, &name, "on rita's sign-off").await?;
     Ok(())
 }

@@ -55,18 +55,7 @@ where
         Self,
         impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
     ) {
-        let writer = reflector::store::Writer::default();
-        let store = writer.as_reader();
-        let ready = Arc::new(AtomicBool::new(false));
-        let stream = reflector(
-            writer,
-            watch_in(client, scope, config, store.clone())
-                .modify(|object: &mut K| object.meta_mut().managed_fields = None),
-        )
-        .touched_objects();
-        let cache = Self { store, ready };
-        cache.mark_ready_when_listed();
-        (cache, stream)
+        Self::filled_by(|store| watch_in(client, scope, config, store))
     }
 }
 
@@ -118,6 +107,47 @@ where
         self.store
             .get(&reflector::ObjectRef::new(name).within(namespace))
     }
+
+    /// Every object, or `None` while the store has not listed everything.
+    pub fn all(&self) -> Option<Vec<Arc<K>>> {
+        self.filter(|_| true)
+    }
+
+    /// A cache of every object `api` lists under `config` (one watch, for a cluster-scoped
+    /// kind), and the stream that fills it, as [`Cache::watch`] makes them.
+    pub fn watch_cluster(
+        api: kube::Api<K>,
+        config: watcher::Config,
+    ) -> (
+        Self,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    ) {
+        Self::filled_by(|_| crate::k8s::watch::watch(api, config).default_backoff())
+    }
+
+    /// A cache filled by the watch events `events` makes for its store, without managed
+    /// fields, and the stream of touched objects.
+    fn filled_by<E>(
+        events: impl FnOnce(Store<K>) -> E,
+    ) -> (
+        Self,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    )
+    where
+        E: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    {
+        let writer = reflector::store::Writer::default();
+        let store = writer.as_reader();
+        let ready = Arc::new(AtomicBool::new(false));
+        let stream = reflector(
+            writer,
+            events(store.clone()).modify(|object: &mut K| object.meta_mut().managed_fields = None),
+        )
+        .touched_objects();
+        let cache = Self { store, ready };
+        cache.mark_ready_when_listed();
+        (cache, stream)
+    }
 }
 
 /// The caches one controller keeps; empty outside a running controller (reads go to the API).
@@ -152,45 +182,5 @@ impl Caches {
             return None;
         }
         cache.filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-    }
-}
-
-impl<K> Cache<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    /// Every object, or `None` while the store has not listed everything.
-    pub fn all(&self) -> Option<Vec<Arc<K>>> {
-        self.filter(|_| true)
-    }
-
-    /// A cache of every object `api` lists under `config` (one watch, for a cluster-scoped
-    /// kind), and the stream that fills it, as [`Cache::watch`] makes them.
-    pub fn watch_cluster(
-        api: kube::Api<K>,
-        config: watcher::Config,
-    ) -> (
-        Self,
-        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    ) {
-        let writer = reflector::store::Writer::default();
-        let store = writer.as_reader();
-        let ready = Arc::new(AtomicBool::new(false));
-        let stream = reflector(
-            writer,
-            crate::k8s::watch::watch(api, config)
-                .default_backoff()
-                .modify(|object: &mut K| object.meta_mut().managed_fields = None),
-        )
-        .touched_objects();
-        let cache = Self { store, ready };
-        cache.mark_ready_when_listed();
-        (cache, stream)
     }
 }

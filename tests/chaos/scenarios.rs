@@ -25,6 +25,24 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(4);
 /// How long a killed controller stays down at most.
 pub const MAX_DOWNTIME: Duration = Duration::from_secs(1);
 
+/// The start of every scenario: its outcome, named `scenario`, and a fleet of `releases` in a
+/// namespace named after `prefix` (created as the scenario goes).
+async fn prepare(
+    cp: &ControlPlane,
+    scenario: &'static str,
+    prefix: &str,
+    releases: usize,
+    sizes: &Sizes,
+    rng: &mut Rng,
+) -> anyhow::Result<(Outcome, Fleet)> {
+    let outcome = Outcome {
+        scenario,
+        ..Outcome::default()
+    };
+    let fleet = Fleet::new(cp, prefix, releases, sizes.approval_window, rng).await?;
+    Ok((outcome, fleet))
+}
+
 /// How long a scenario may take to finish its releases after the chaos stopped.
 pub fn finish_deadline(releases: usize) -> Instant {
     Instant::now() + Duration::from_secs(180 + 6 * releases as u64)
@@ -86,15 +104,12 @@ pub async fn apiserver_restarts(
     log_dir: &Path,
 ) -> anyhow::Result<Outcome> {
     let began = Instant::now();
-    let mut outcome = Outcome {
-        scenario: "API server + etcd restarts",
-        ..Outcome::default()
-    };
-    let mut fleet = Fleet::new(
+    let (mut outcome, mut fleet) = prepare(
         cp,
+        "API server + etcd restarts",
         "chaos-api",
         sizes.restart_releases,
-        sizes.approval_window,
+        sizes,
         rng,
     )
     .await?;
@@ -188,15 +203,12 @@ pub async fn leader_kills(
     log_dir: &Path,
 ) -> anyhow::Result<Outcome> {
     let began = Instant::now();
-    let mut outcome = Outcome {
-        scenario: "leader kills",
-        ..Outcome::default()
-    };
-    let mut fleet = Fleet::new(
+    let (mut outcome, mut fleet) = prepare(
         cp,
+        "leader kills",
         "chaos-leader",
         sizes.leader_releases,
-        sizes.approval_window,
+        sizes,
         rng,
     )
     .await?;
@@ -338,15 +350,12 @@ pub async fn leader_pauses(
     log_dir: &Path,
 ) -> anyhow::Result<Outcome> {
     let began = Instant::now();
-    let mut outcome = Outcome {
-        scenario: "leader pauses",
-        ..Outcome::default()
-    };
-    let mut fleet = Fleet::new(
+    let (mut outcome, mut fleet) = prepare(
         cp,
+        "leader pauses",
         "chaos-pause",
         sizes.pause_releases,
-        sizes.approval_window,
+        sizes,
         rng,
     )
     .await?;
@@ -509,15 +518,12 @@ pub async fn throttled(
     log_dir: &Path,
 ) -> anyhow::Result<Outcome> {
     let began = Instant::now();
-    let mut outcome = Outcome {
-        scenario: "throttled API server",
-        ..Outcome::default()
-    };
-    let mut fleet = Fleet::new(
+    let (mut outcome, mut fleet) = prepare(
         cp,
+        "throttled API server",
         "chaos-throttled",
         sizes.throttled_releases,
-        sizes.approval_window,
+        sizes,
         rng,
     )
     .await?;
