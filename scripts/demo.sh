@@ -67,7 +67,7 @@ for ns in shop-staging shop-prod; do
   "$kubectl" apply --server-side -n "$ns" -f - >/dev/null <<'EOF'
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: checkout-api}
+metadata: {name: checkout-api, labels: {app: checkout}}
 spec:
   replicas: 3
   selector: {matchLabels: {app: checkout}}
