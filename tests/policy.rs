@@ -170,6 +170,37 @@ async fn a_deployment_outside_the_policys_selector_is_left_untouched() -> anyhow
 }
 
 #[tokio::test]
+async fn an_image_from_outside_the_allowed_registry_is_never_rolled_out() -> anyhow::Result<()> {
+    let env = Env::new("policy-image").await.context("env")?;
+    write_policy(
+        &env,
+        "registry",
+        json!({"images": {"allowedPrefixes": ["registry.example/shop/"]}}),
+    )
+    .await?;
+    let dave = env.developer("dave").await.context("developer")?;
+    let name = env
+        .create_as(dave, web("2.0.0").json())
+        .await
+        .context("dave creates the Release")?;
+    let _controller = env.controller();
+    let message = env.wait_stalled(&name, "PolicyViolation").await?;
+    for expected in [
+        "spec.images[0].image",
+        "registry.example/shop/",
+        &format!("ReleasePolicy {}/registry", env.ns),
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected} missing from: {message}"
+        );
+    }
+    assert_eq!(env.image("web-staging").await?, OLD_IMAGE);
+    assert_eq!(env.image("web-prod").await?, OLD_IMAGE);
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_policys_sign_off_holds_though_the_release_asks_for_none() -> anyhow::Result<()> {
     let env = Env::new("policy-gate").await.context("env")?;
     write_policy(

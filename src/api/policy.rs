@@ -51,6 +51,10 @@ pub struct ReleasePolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployments: Option<DeploymentRules>,
 
+    /// Which images Releases may set on the Deployments here. Without it, any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageRules>,
+
     /// What the backup and smoke-test Jobs of a stage here may ask of the cluster.
     #[serde(default)]
     pub jobs: JobRules,
@@ -94,6 +98,17 @@ pub struct DeploymentRules {
     /// before anything changes.
     #[schemars(schema_with = "label_selector_schema")]
     pub selector: LabelSelector,
+}
+
+/// Which images Releases may set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRules {
+    /// Every image of the Release (`spec.images[].image`) must start with one of these, e.g.
+    /// `registry.example/shop/` for the repositories under that path (end a path with `/`, or
+    /// `registry.example/shop` would also allow `registry.example/shopping`).
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 512)))]
+    pub allowed_prefixes: Vec<String>,
 }
 
 /// What a Release's Jobs may do.

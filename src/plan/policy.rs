@@ -143,6 +143,17 @@ impl NamespacePolicy {
         })
     }
 
+    /// `Some((policy, allowed prefixes))` when a policy does not allow `image`.
+    pub fn refuses_image(&self, image: &str) -> Option<(String, Vec<String>)> {
+        self.specs().into_iter().find_map(|(name, spec)| {
+            let allowed = spec.images?.allowed_prefixes;
+            (!allowed
+                .iter()
+                .any(|prefix| image.starts_with(prefix.as_str())))
+            .then_some((name, allowed))
+        })
+    }
+
     /// The strictest Pod Security level of the policies, the ServiceAccounts every policy
     /// allows, and which policy set the level (for messages).
     pub fn job_limits(&self) -> (PodSecurityLevel, Vec<String>, String) {
@@ -358,6 +369,33 @@ mod tests {
         assert!(both.refuses_type(ReleaseType::Minor).is_some());
         assert!(both.refuses_type(ReleaseType::Patch).is_none());
         assert_eq!(both.requirements().len(), 1);
+    }
+
+    #[test]
+    fn only_images_under_an_allowed_prefix_pass_every_policy() {
+        let shop = own(vec![
+            policy(
+                "prod/a",
+                json!({"images": {"allowedPrefixes": ["registry.example/shop/"]}}),
+            ),
+            policy(
+                "prod/b",
+                json!({"images": {"allowedPrefixes": ["registry.example/"]}}),
+            ),
+        ]);
+        assert!(
+            shop.refuses_image("registry.example/shop/api:2.0.0")
+                .is_none()
+        );
+        let (which, allowed) = shop.refuses_image("registry.example/other/api:1").unwrap();
+        assert_eq!(which, "ReleasePolicy prod/a");
+        assert_eq!(allowed, vec!["registry.example/shop/"]);
+        assert!(shop.refuses_image("evil.example/shop/api:1").is_some());
+        assert!(
+            NamespacePolicy::default()
+                .refuses_image("anything:1")
+                .is_none()
+        );
     }
 
     #[test]

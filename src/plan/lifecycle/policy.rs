@@ -35,6 +35,18 @@ impl<'a> Planner<'a> {
                 allowed.join(", "),
                 self.spec.release_type
             )
+        } else if let Some((i, by, allowed)) =
+            self.spec.images.iter().enumerate().find_map(|(i, image)| {
+                policy
+                    .refuses_image(&image.image)
+                    .map(|(by, allowed)| (i, by, allowed))
+            })
+        {
+            format!(
+                "spec.images[{i}].image: {by} allows only images starting with {} in namespace {namespace} (spec.images.allowedPrefixes), not {}; nothing is changed",
+                allowed.join(" or "),
+                self.spec.images[i].image
+            )
         } else if let Some((calendar, by)) = policy
             .calendars()
             .into_iter()

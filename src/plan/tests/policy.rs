@@ -269,3 +269,22 @@ fn only_sign_offs_of_the_policys_group_count() {
         "the manager's sign-off counts"
     );
 }
+
+#[test]
+fn an_image_outside_the_policys_prefixes_stalls_before_staging() {
+    let mut world = World::two_stages();
+    world.policies.extend([governed(
+        PRODUCTION_NS,
+        json!({"images": {"allowedPrefixes": ["registry.example/payments/"]}}),
+    )]);
+    let plan = world.reconcile();
+    stalled_for_policy(
+        &world,
+        &plan,
+        &[
+            "spec.images[0].image",
+            "registry.example/payments/",
+            "ReleasePolicy prod/rules",
+        ],
+    );
+}
