@@ -598,25 +598,20 @@ async fn approval_policy_renders_its_config_map_only_with_a_group() -> anyhow::R
     Ok(())
 }
 
-#[tokio::test]
-async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
-    let cp = ControlPlane::shared().await?;
-    // With the release relman, the chart renders exactly config/release-freeze.yaml.
+/// With the release relman (cluster-wide), `templates/<file>.yaml` renders exactly the objects
+/// of `config/<file>.yaml`, spec for spec.
+fn renders_config(cp: &ControlPlane, file: &str) -> anyhow::Result<()> {
     let shipped = documents(&std::fs::read_to_string(
-        workspace().join("config/release-freeze.yaml"),
+        workspace().join(format!("config/{file}.yaml")),
     )?)?;
+    let show = format!("templates/{file}.yaml");
     let objects = template(
         cp,
         "relman",
         "relman-system",
-        &[
-            "--show-only",
-            "templates/release-freeze.yaml",
-            "--set",
-            "clusterWide=true",
-        ],
+        &["--show-only", &show, "--set", "clusterWide=true"],
     )?;
-    assert_eq!(objects.len(), shipped.len());
+    assert_eq!(objects.len(), shipped.len(), "{file}");
     for expected in &shipped {
         let kind = expected["kind"].as_str().unwrap();
         let name = &expected["metadata"]["name"];
@@ -626,9 +621,17 @@ async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
             .unwrap_or_else(|| panic!("the chart renders no {kind} {name}"));
         assert_eq!(
             rendered["spec"], expected["spec"],
-            "{kind} {name}: the chart and config/release-freeze.yaml differ"
+            "{kind} {name}: the chart and config/{file}.yaml differ"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared().await?;
+    // With the release relman, the chart renders exactly config/release-freeze.yaml.
+    renders_config(cp, "release-freeze")?;
 
     // Another release's names, bound to the selected namespaces.
     let objects = template(
@@ -687,33 +690,7 @@ async fn release_freeze_renders_the_policy_of_config() -> anyhow::Result<()> {
 async fn release_creator_renders_the_policies_of_config() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
     // With the release relman, the chart renders exactly config/release-creator.yaml.
-    let shipped = documents(&std::fs::read_to_string(
-        workspace().join("config/release-creator.yaml"),
-    )?)?;
-    let objects = template(
-        cp,
-        "relman",
-        "relman-system",
-        &[
-            "--show-only",
-            "templates/release-creator.yaml",
-            "--set",
-            "clusterWide=true",
-        ],
-    )?;
-    assert_eq!(objects.len(), shipped.len());
-    for expected in &shipped {
-        let kind = expected["kind"].as_str().unwrap();
-        let name = &expected["metadata"]["name"];
-        let rendered = find(&objects, kind)
-            .into_iter()
-            .find(|o| &o["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("the chart renders no {kind} {name}"));
-        assert_eq!(
-            rendered["spec"], expected["spec"],
-            "{kind} {name}: the chart and config/release-creator.yaml differ"
-        );
-    }
+    renders_config(cp, "release-creator")?;
 
     // Another release's names, both bindings limited to the selected namespaces.
     let objects = template(
