@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -112,7 +114,16 @@ async fn a_privileged_job_runs_only_where_the_namespace_policy_allows_it() -> an
         status.stages[0].policies,
         vec![format!("{}/trusted", env.ns)]
     );
-    let jobs = release_jobs(&env).await?;
+    // The status names the Job before it is created (status first, then the step): wait for it.
+    let jobs = support::wait_for(support::WAIT, Duration::from_millis(200), || async {
+        let jobs = release_jobs(&env).await?;
+        Ok(if jobs.is_empty() {
+            Err("no smoke-test Job yet".to_owned())
+        } else {
+            Ok(jobs)
+        })
+    })
+    .await?;
     let accounts: Vec<Option<String>> = jobs
         .iter()
         .map(|j| {
